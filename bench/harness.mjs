@@ -1,0 +1,94 @@
+// The benchmark harness: every subject of a case (bulkhead and its peers) is
+// measured in the same process, runs interleaved so machine drift hits all of
+// them alike, and the median of the runs is reported. Results print as a
+// table and are written as JSON under bench/results/.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+
+export const quick = process.env.BENCH_QUICK === '1'
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/**
+ * Measures each subject of one case. `subjects` maps a label to a function
+ * `(iterations) => void | Promise<void>` that performs the operation
+ * `iterations` times. Returns `{ case, subjects: { label: { nsPerOp, opsPerSec, samples } } }`.
+ */
+export async function compare(caseName, subjects, { iterations, runs = 7, warmup = 2 } = {}) {
+  if (quick) {
+    iterations = Math.max(1, Math.floor(iterations / 20))
+    runs = 3
+    warmup = 1
+  }
+  const labels = Object.keys(subjects)
+  const samples = Object.fromEntries(labels.map((label) => [label, []]))
+  for (let round = 0; round < warmup + runs; round++) {
+    for (const label of labels) {
+      const start = process.hrtime.bigint()
+      await subjects[label](iterations)
+      const elapsed = Number(process.hrtime.bigint() - start)
+      if (round >= warmup) samples[label].push(elapsed / iterations)
+    }
+  }
+  const result = { case: caseName, iterations, runs, subjects: {} }
+  for (const label of labels) {
+    const nsPerOp = median(samples[label])
+    result.subjects[label] = { nsPerOp, opsPerSec: 1e9 / nsPerOp, samples: samples[label] }
+  }
+  return result
+}
+
+function formatNs(ns) {
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} us`
+  return `${ns.toFixed(1)} ns`
+}
+
+/**
+ * Prints one table: a row per case, a column per subject (ns/op), and for
+ * each peer the ratio `peer ns / baseline ns` (above 1: the baseline is faster).
+ */
+export function printTable(title, rows, { baseline } = {}) {
+  const labels = [...new Set(rows.flatMap((row) => Object.keys(row.subjects)))]
+  const peers = baseline ? labels.filter((label) => label !== baseline) : []
+  const header = ['case', ...labels.map((l) => `${l} (ns/op)`), ...peers.map((p) => `${p} / ${baseline}`)]
+  const lines = rows.map((row) => [
+    row.case,
+    ...labels.map((l) => (row.subjects[l] ? formatNs(row.subjects[l].nsPerOp) : '-')),
+    ...peers.map((p) =>
+      row.subjects[p] && row.subjects[baseline]
+        ? `${(row.subjects[p].nsPerOp / row.subjects[baseline].nsPerOp).toFixed(2)}x`
+        : '-',
+    ),
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => line[i].length)))
+  const format = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
+  console.log(`\n### ${title}\n`)
+  console.log(format(header))
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
+  for (const line of lines) console.log(format(line))
+}
+
+export function machine() {
+  return {
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    date: new Date().toISOString(),
+    quick,
+  }
+}
+
+/** Writes `bench/results/<name>.json`. */
+export function writeResults(name, data) {
+  const dir = new URL('./results/', import.meta.url)
+  mkdirSync(dir, { recursive: true })
+  const file = new URL(`${name}.json`, dir)
+  writeFileSync(file, `${JSON.stringify({ machine: machine(), ...data }, null, 2)}\n`)
+  console.log(`\n(written to bench/results/${name}.json)`)
+}

@@ -1,0 +1,5 @@
+export * from './lib/errors'
+export * from './lib/lru-cache'
+export * from './lib/p-limit'
+export * from './lib/pool'
+export * from './lib/single-flight'

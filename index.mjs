@@ -1,0 +1,5 @@
+export * from './lib/errors.mjs'
+export * from './lib/lru-cache.mjs'
+export * from './lib/p-limit.mjs'
+export * from './lib/pool.mjs'
+export * from './lib/single-flight.mjs'

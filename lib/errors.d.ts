@@ -1,0 +1,23 @@
+/** The stable `err.code` values bulkhead produces, keyed by short name. */
+export declare const codes: {
+  readonly QUEUE_FULL: 'ERR_QUEUE_FULL'
+  readonly TIMEOUT: 'ERR_TIMEOUT'
+  readonly ABORTED: 'ERR_ABORTED'
+  readonly CLOSED: 'ERR_CLOSED'
+  readonly INVALID_ARG: 'ERR_INVALID_ARG'
+  readonly WORKER_EXITED: 'ERR_WORKER_EXITED'
+  readonly RECURSIVE_FLIGHT: 'ERR_RECURSIVE_FLIGHT'
+  readonly INTERNAL: 'ERR_INTERNAL'
+}
+
+/** One of bulkhead's stable error codes. */
+export type BulkheadErrorCode = (typeof codes)[keyof typeof codes]
+
+/** An error raised by a bulkhead primitive. Match on `code`, not on the message. */
+export declare class BulkheadError extends Error {
+  constructor(code: BulkheadErrorCode, message: string, options?: ErrorOptions)
+  readonly code: BulkheadErrorCode
+}
+
+/** Whether `err` carries one of bulkhead's codes (whether made in JS or in Rust). */
+export declare function isBulkheadError(err: unknown): err is Error & { code: BulkheadErrorCode }

@@ -1,0 +1,1 @@
+export { codes, BulkheadError, isBulkheadError } from './errors.js'

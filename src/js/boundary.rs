@@ -1,0 +1,166 @@
+//! Probes of the cost of crossing from JS into Rust, for `bench/boundary.bench.mjs`.
+//!
+//! Each probe does (almost) nothing, so a benchmark of it measures the
+//! crossing itself. The same three operations exist twice: once through
+//! napi-rs's generated wrappers, once as hand-registered Node-API functions,
+//! so every later choice of entry point can cite a measured number.
+
+use std::ffi::CStr;
+use std::os::raw::c_char;
+use std::ptr;
+
+use napi::bindgen_prelude::{Env, Object};
+use napi::{sys, JsValue};
+use napi_derive::napi;
+
+/// Does nothing (napi-rs `#[napi] fn`).
+#[napi]
+pub fn boundary_noop() {}
+
+/// Returns `a + b` (napi-rs `#[napi] fn` with two numbers).
+#[napi]
+pub fn boundary_add(a: i32, b: i32) -> i32 {
+  a.wrapping_add(b)
+}
+
+/// Returns the UTF-8 length of `s` (napi-rs, the string copied into a `String`).
+#[napi]
+pub fn boundary_str_len(s: String) -> u32 {
+  s.len() as u32
+}
+
+/// An object whose method returns a number (napi-rs class method, `this` unwrapped).
+#[napi]
+pub struct BoundaryProbe {
+  value: u32,
+}
+
+#[napi]
+impl BoundaryProbe {
+  /// A probe that returns `value`.
+  #[napi(constructor)]
+  pub fn new(value: u32) -> Self {
+    Self { value }
+  }
+
+  /// Returns the value given to the constructor.
+  #[napi]
+  pub fn get(&self) -> u32 {
+    self.value
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hand-registered Node-API functions.
+//
+// Safety argument, for every callback below: Node calls them on the JS thread
+// of the environment `env`, with a valid `info` for the current call, and the
+// values they create live in the current handle scope, which Node opened for
+// the call. They never keep a `napi_value` past the call. Arguments are read
+// with `napi_get_cb_info` into fixed arrays of the declared length (Node fills
+// missing ones with `undefined`), and every Node-API status is checked: on a
+// failure the callback throws a `TypeError` and returns null, which Node turns
+// into the pending exception.
+// ---------------------------------------------------------------------------
+
+const STR_BUF_LEN: usize = 256;
+
+unsafe fn throw_type_error(env: sys::napi_env, message: &CStr) -> sys::napi_value {
+  sys::napi_throw_type_error(env, ptr::null(), message.as_ptr());
+  ptr::null_mut()
+}
+
+unsafe fn args<const N: usize>(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> Option<[sys::napi_value; N]> {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  let status = sys::napi_get_cb_info(
+    env,
+    info,
+    &mut argc,
+    argv.as_mut_ptr(),
+    ptr::null_mut(),
+    ptr::null_mut(),
+  );
+  (status == sys::Status::napi_ok).then_some(argv)
+}
+
+unsafe extern "C" fn raw_noop(
+  _env: sys::napi_env,
+  _info: sys::napi_callback_info,
+) -> sys::napi_value {
+  // A null return is `undefined` to the caller.
+  ptr::null_mut()
+}
+
+unsafe extern "C" fn raw_add(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let Some([a, b]) = args::<2>(env, info) else {
+    return throw_type_error(env, c"rawAdd: cannot read arguments");
+  };
+  let (mut x, mut y) = (0i32, 0i32);
+  if sys::napi_get_value_int32(env, a, &mut x) != sys::Status::napi_ok
+    || sys::napi_get_value_int32(env, b, &mut y) != sys::Status::napi_ok
+  {
+    return throw_type_error(env, c"rawAdd: a and b must be numbers");
+  }
+  let mut result = ptr::null_mut();
+  sys::napi_create_int32(env, x.wrapping_add(y), &mut result);
+  result
+}
+
+unsafe extern "C" fn raw_str_len(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let Some([s]) = args::<1>(env, info) else {
+    return throw_type_error(env, c"rawStrLen: cannot read arguments");
+  };
+  let mut buf = [0 as c_char; STR_BUF_LEN];
+  let mut len = 0usize;
+  if sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr(), STR_BUF_LEN, &mut len)
+    != sys::Status::napi_ok
+  {
+    return throw_type_error(env, c"rawStrLen: s must be a string");
+  }
+  let mut result = ptr::null_mut();
+  sys::napi_create_uint32(env, len as u32, &mut result);
+  result
+}
+
+type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 3] = [
+  (c"boundaryRawNoop", raw_noop),
+  (c"boundaryRawAdd", raw_add),
+  (c"boundaryRawStrLen", raw_str_len),
+];
+
+/// Adds the hand-registered functions to the module's exports.
+#[napi(module_exports)]
+pub fn register_raw_boundary_functions(exports: Object, env: Env) -> napi::Result<()> {
+  for (name, callback) in RAW_FUNCTIONS {
+    // SAFETY: `env` and `exports` are the live environment and exports object
+    // Node passed to module init; `name` is NUL-terminated and 'static.
+    unsafe {
+      let mut function = ptr::null_mut();
+      let status = sys::napi_create_function(
+        env.raw(),
+        name.as_ptr(),
+        name.to_bytes().len() as isize,
+        Some(callback),
+        ptr::null_mut(),
+        &mut function,
+      );
+      if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("napi_create_function failed"));
+      }
+      let status = sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function);
+      if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("napi_set_named_property failed"));
+      }
+    }
+  }
+  Ok(())
+}

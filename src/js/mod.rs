@@ -1,0 +1,6 @@
+//! The napi-rs glue: one file per exported class or group of functions.
+//! Nothing here holds state of its own beyond handles on the cores.
+
+mod boundary;
+mod errors;
+mod named_counter;
