@@ -6,9 +6,13 @@
 //! the napi-rs glue, compiled only with the default `napi` feature.
 #![deny(clippy::all)]
 
+pub mod cache;
 pub mod clock;
 pub mod error;
+pub mod limiter;
+pub mod pool;
 pub mod registry;
+pub mod single_flight;
 
 // The glue registers itself with Node at load time; a `cargo test` binary
 // never loads into Node, so the glue is left out of test builds.

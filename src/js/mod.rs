@@ -3,4 +3,8 @@
 
 mod boundary;
 mod errors;
+mod limiter;
+mod lru_cache;
 mod named_counter;
+mod pool;
+mod single_flight;

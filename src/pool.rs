@@ -1,0 +1,1 @@
+//! Coming: the plain-Rust core of this primitive (see its issue).
