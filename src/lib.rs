@@ -12,6 +12,7 @@ pub mod error;
 pub mod limiter;
 pub mod pool;
 pub mod registry;
+pub mod shared_cache;
 pub mod single_flight;
 
 // The glue registers itself with Node at load time; a `cargo test` binary

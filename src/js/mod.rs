@@ -7,4 +7,5 @@ mod limiter;
 mod lru_cache;
 mod named_counter;
 mod pool;
+mod shared_cache;
 mod single_flight;

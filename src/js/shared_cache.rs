@@ -1,0 +1,1 @@
+//! Coming: the napi glue of the named cache.
