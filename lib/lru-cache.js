@@ -55,7 +55,6 @@ const IO_DELETES = 15
 const IO_LEN = 16
 const EXPIRED_BIT = 0x80000000
 const LOG_LEN = 4096
-const REASON_EVICT = 0
 const REASON_EXPIRE = 1
 const REASON_DELETE = 2
 
@@ -76,7 +75,7 @@ const unref = (t) => {
   return t
 }
 
-function flushTasks(cache, disposed, disposeAfter) {
+function flushTasks(disposed, disposeAfter) {
   let task
   while ((task = disposed.shift())) disposeAfter(...task)
 }
@@ -815,7 +814,7 @@ class LRUCache {
     }
     if (this.#ttls !== undefined && status) this.#statusTTL(status, index)
     if (deadline) this.#armPurge(deadline)
-    if (!noDisposeOnSet && this.#hasDisposeAfter) flushTasks(this, this.#disposed, this.#disposeAfter)
+    if (!noDisposeOnSet && this.#hasDisposeAfter) flushTasks(this.#disposed, this.#disposeAfter)
     return this
   }
 
@@ -841,7 +840,7 @@ class LRUCache {
         }
       }
     } finally {
-      if (this.#hasDisposeAfter) flushTasks(this, this.#disposed, this.#disposeAfter)
+      if (this.#hasDisposeAfter) flushTasks(this.#disposed, this.#disposeAfter)
     }
   }
 
@@ -1243,6 +1242,9 @@ class LRUCache {
       if (index !== undefined) {
         deleted = true
         const v = this.#valList[index]
+        // lru-cache clears the whole cache when deleting its last entry, and
+        // then reports the stored key (it differs from `k` only for 0 / -0).
+        if (this.#keyMap.size === 1) k = this.#keyList[index]
         const io = this.#pre()
         io[IO_A] = index
         io[IO_B] = reason === 'expire' ? REASON_EXPIRE : REASON_DELETE
@@ -1259,7 +1261,7 @@ class LRUCache {
       }
     }
     if (this.#hasDisposeAfter && this.#disposed.length) {
-      flushTasks(this, this.#disposed, this.#disposeAfter)
+      flushTasks(this.#disposed, this.#disposeAfter)
     }
     return deleted
   }
@@ -1295,7 +1297,7 @@ class LRUCache {
         if (this.#hasDisposeAfter) this.#disposed.push([v, k, reason])
       }
     }
-    if (this.#hasDisposeAfter) flushTasks(this, this.#disposed, this.#disposeAfter)
+    if (this.#hasDisposeAfter) flushTasks(this.#disposed, this.#disposeAfter)
   }
 
   // ---- bulkhead extensions ------------------------------------------------
