@@ -85,6 +85,11 @@ const optionSets = [
     name: 'ttl+size+noUpdateTTL',
     make: (h) => ({ maxSize: 25, sizeCalculation: sizeOf, ttl: 7, ttlResolution: 0, perf: h.perf, noUpdateTTL: true, dispose: h.dispose }),
   },
+  {
+    name: 'ttl+autopurge+size',
+    make: (h) => ({ max: 6, maxSize: 24, sizeCalculation: sizeOf, ttl: 9, ttlAutopurge: true, ttlResolution: 0, perf: h.perf, dispose: h.dispose, onInsert: h.onInsert }),
+  },
+  { name: 'ttl+autopurge', make: (h) => ({ max: 5, ttl: 6, ttlAutopurge: true, ttlResolution: 0, perf: h.perf, dispose: h.dispose }) },
   { name: 'per-entry-ttl', make: (h) => ({ max: 8, ttlResolution: 0, perf: h.perf, allowStale: true, dispose: h.dispose }) },
   { name: 'memo', make: (h) => ({ max: 5, memoMethod: h.memoMethod, dispose: h.dispose }) },
 ]

@@ -21,6 +21,7 @@ const native = require('./native.js')
 const {
   lruCreate,
   lruBind,
+  lruCandidates,
   lruFlush,
   lruInsert,
   lruUpdate,
@@ -44,8 +45,6 @@ const IO_D = 4
 const IO_RET = 5
 const IO_NVICT = 6
 const IO_CALC = 7
-const IO_HITS = 8
-const IO_MISSES = 9
 const IO_NEXT_DEADLINE = 10
 const IO_NOW = 11
 const IO_SETS = 12
@@ -55,6 +54,7 @@ const IO_DELETES = 15
 const IO_LEN = 16
 const EXPIRED_BIT = 0x80000000
 const LOG_LEN = 4096
+const CANDIDATES = 64
 const REASON_EXPIRE = 1
 const REASON_DELETE = 2
 
@@ -112,6 +112,24 @@ class LRUCache {
   #ttls
   #sizesTracked = false
   #evictExpiredFirst = false
+  #trackDeadlines = false
+
+  // (Stamps are bytes, so the array stays small enough for the CPU cache; the
+  // epoch wraps every 255 refills, clearing the stamps.)
+  // Eviction without crossing (count-limited caches without size or deadline
+  // tracking): Rust publishes the CANDIDATES least recently used slots; an
+  // evicting set takes the first one not read since (a read stamps its slot
+  // with the current epoch), reuses its slot and logs it as a move to the
+  // tail, which is exactly what "evict the head, add at the tail" does to
+  // the recency list.
+  #stamp = new Uint8Array(0)
+  #epoch = 1
+  #candN = 0
+  #candPos = 0
+  #hits = 0
+  #misses = 0
+  #jsSets = 0
+  #jsEvictions = 0
 
   // TTL helpers (lru-cache's ttlResolution: perf.now() read at most once per window)
   #cachedNow = 0
@@ -171,6 +189,7 @@ class LRUCache {
   }
   set evictExpiredFirst(on) {
     this.#evictExpiredFirst = !!on
+    this.#trackDeadlines ||= this.#evictExpiredFirst
     this.#io[IO_A] = on ? 1 : 0
     lruOptions(this.#h)
   }
@@ -278,7 +297,8 @@ class LRUCache {
     this.#evictExpiredFirst = !!evictExpiredFirst
     this.#io = new Float64Array(new ArrayBuffer(IO_LEN * 8))
     this.#log = new Uint32Array(new ArrayBuffer(LOG_LEN * 4))
-    const flags = (this.ttlAutopurge || this.#evictExpiredFirst ? 1 : 0) | (this.#evictExpiredFirst ? 2 : 0)
+    this.#trackDeadlines = this.ttlAutopurge || this.#evictExpiredFirst
+    const flags = (this.#trackDeadlines ? 1 : 0) | (this.#evictExpiredFirst ? 2 : 0)
     this.#h = lruCreate(this.#io.buffer, this.#log.buffer, this.#max, this.#sizesTracked ? this.#maxSize : 0, flags)
     if (this.ttl) this.#initializeTTLTracking()
     if (!this.ttlAutopurge && !this.#max && !this.#maxSize) {
@@ -303,8 +323,11 @@ class LRUCache {
     let cap = this.#cap === 0 ? 16 : this.#cap * 2
     if (this.#max) cap = Math.min(cap, this.#max)
     if (cap <= this.#cap) return
-    const out = new Uint32Array(new ArrayBuffer(cap * 4))
-    this.#out = out
+    this.#out = new Uint32Array(new ArrayBuffer(cap * 4))
+    const stamp = new Uint8Array(cap)
+    stamp.set(this.#stamp)
+    this.#stamp = stamp
+    this.#candN = 0
     if (this.#starts) {
       const starts = new Float64Array(new ArrayBuffer(cap * 8))
       const ttls = new Float64Array(new ArrayBuffer(cap * 8))
@@ -336,17 +359,41 @@ class LRUCache {
 
   /** Records a read of `index`: it becomes the most recently used. */
   #moveToTail(index) {
+    this.#stamp[index] = this.#epoch
     const n = this.#logN
     this.#log[n] = index
     this.#logN = n + 1
     if (n + 1 === LOG_LEN) this.#flush()
   }
 
-  /** Before a native call: hand the access log over. */
+  /** Before a native call: hand the access log over (and drop the eviction candidates). */
   #pre() {
     this.#io[IO_LOG_N] = this.#logN
     this.#logN = 0
+    this.#candN = 0
     return this.#io
+  }
+
+  /** The least recently used slot, from the published candidates (see #stamp). */
+  #nextVictim() {
+    for (;;) {
+      const out = this.#out
+      const stamp = this.#stamp
+      const epoch = this.#epoch
+      while (this.#candPos < this.#candN) {
+        const slot = out[this.#candPos++]
+        if (stamp[slot] !== epoch) return slot
+      }
+      const io = this.#pre()
+      io[IO_A] = CANDIDATES
+      lruCandidates(this.#h)
+      this.#candN = io[IO_RET]
+      this.#candPos = 0
+      if (++this.#epoch === 0x100) {
+        this.#stamp.fill(0)
+        this.#epoch = 1
+      }
+    }
   }
 
   /** Slots in recency order, as an array (a snapshot). */
@@ -679,17 +726,17 @@ class LRUCache {
 
   /** Runs the hooks of victims taken by #takeVictims, in order. */
   #disposeVictims(tasks) {
-    for (let j = 0; j < tasks.length; j += 3) {
-      const k = tasks[j]
-      const v = tasks[j + 1]
-      const reason = tasks[j + 2]
-      const isBF = this.#isBackgroundFetch(v)
-      if (isBF) v.__abortController.abort(new Error('evicted'))
-      const oldValue = isBF ? v.__staleWhileFetching : v
-      if (oldValue !== undefined) {
-        if (this.#hasDispose) this.#dispose(oldValue, k, reason)
-        if (this.#hasDisposeAfter) this.#disposed.push([oldValue, k, reason])
-      }
+    for (let j = 0; j < tasks.length; j += 3) this.#disposeOne(tasks[j], tasks[j + 1], tasks[j + 2])
+  }
+
+  /** The hooks of one evicted (or expired) entry: abort its fetch, dispose its value. */
+  #disposeOne(k, v, reason) {
+    const isBF = this.#isBackgroundFetch(v)
+    if (isBF) v.__abortController.abort(new Error('evicted'))
+    const oldValue = isBF ? v.__staleWhileFetching : v
+    if (oldValue !== undefined) {
+      if (this.#hasDispose) this.#dispose(oldValue, k, reason)
+      if (this.#hasDisposeAfter) this.#disposed.push([oldValue, k, reason])
     }
   }
 
@@ -723,7 +770,34 @@ class LRUCache {
     const io = this.#io
     let index = this.#keyMap.size === 0 ? undefined : this.#keyMap.get(k)
     let deadline = 0
-    if (index === undefined) {
+    if (
+      index === undefined &&
+      this.#keyMap.size === this.#max &&
+      !this.#sizesTracked &&
+      !this.#trackDeadlines &&
+      this.#cap === this.#max
+    ) {
+      // addition that evicts, without crossing (see #nextVictim)
+      index = this.#nextVictim()
+      const oldK = this.#keyList[index]
+      const oldV = this.#valList[index]
+      this.#keyMap.delete(oldK)
+      this.#keyList[index] = k
+      this.#valList[index] = v
+      this.#keyMap.set(k, index)
+      this.#moveToTail(index)
+      this.#jsSets++
+      this.#jsEvictions++
+      if (ttls !== undefined) {
+        ttls[index] = ttl
+        const begin = start === undefined ? this.#perf.now() : start
+        this.#starts[index] = ttl !== 0 ? begin : 0
+      }
+      if (this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod) this.#disposeOne(oldK, oldV, 'evict')
+      if (status) status.set = 'add'
+      noUpdateTTL = false
+      if (this.#hasOnInsert && !isBF) this.#onInsert(v, k, 'add')
+    } else if (index === undefined) {
       // addition
       if (this.#keyMap.size >= this.#cap) this.#grow()
       this.#pre()
@@ -756,7 +830,17 @@ class LRUCache {
       // update (maybe of a background fetch)
       const oldVal = this.#valList[index]
       const resize = this.#sizesTracked && v !== oldVal
-      const restart = ttls !== undefined && !noUpdateTTL
+      let restart = ttls !== undefined && !noUpdateTTL
+      if (restart && !resize && !this.#trackDeadlines) {
+        // no deadline heap to keep: write the TTL columns here, no crossing
+        ttls[index] = ttl
+        const begin = start === undefined ? this.#perf.now() : start
+        this.#starts[index] = ttl !== 0 ? begin : 0
+        restart = false
+        this.#jsSets++
+      } else if (!resize && !restart) {
+        this.#jsSets++
+      }
       let victims
       if (resize || restart) {
         this.#pre()
@@ -832,7 +916,7 @@ class LRUCache {
         this.#keyMap.delete(k)
         this.#keyList[i] = undefined
         this.#valList[i] = undefined
-        this.#disposeVictims([k, val, 'evict'])
+        this.#disposeOne(k, val, 'evict')
         if (this.#isBackgroundFetch(val)) {
           if (val.__staleWhileFetching) return val.__staleWhileFetching
         } else if (val !== undefined) {
@@ -1085,7 +1169,7 @@ class LRUCache {
     const index = this.#keyMap.get(k)
     if (index === undefined) {
       if (status) status.fetch = 'miss'
-      this.#io[IO_MISSES]++
+      this.#misses++
       const p = this.#backgroundFetch(k, index, options, context)
       return (p.__returned = p)
     }
@@ -1101,13 +1185,13 @@ class LRUCache {
     const isStale = this.#isStale(index)
     if (!forceRefresh && !isStale) {
       if (status) status.fetch = 'hit'
-      this.#io[IO_HITS]++
+      this.#hits++
       this.#moveToTail(index)
       if (updateAgeOnGet) this.#updateItemAge(index)
       if (status) this.#statusTTL(status, index)
       return v
     }
-    this.#io[IO_MISSES]++
+    this.#misses++
     const p = this.#backgroundFetch(k, index, options, context)
     const staleVal = p.__staleWhileFetching !== undefined && allowStale
     if (status) {
@@ -1197,14 +1281,14 @@ class LRUCache {
     const index = this.#keyMap.get(k)
     if (index === undefined) {
       if (status) status.get = 'miss'
-      this.#io[IO_MISSES]++
+      this.#misses++
       return undefined
     }
     const value = this.#valList[index]
     const fetching = this.#isBackgroundFetch(value)
     if (status) this.#statusTTL(status, index)
     if (this.#isStale(index)) {
-      this.#io[IO_MISSES]++
+      this.#misses++
       if (!fetching) {
         if (!noDeleteOnStaleGet) this.#delete(k, 'expire')
         if (status) status.get = 'stale'
@@ -1222,7 +1306,7 @@ class LRUCache {
       return undefined
     }
     if (status) status.get = fetching ? 'fetching' : 'hit'
-    this.#io[IO_HITS]++
+    this.#hits++
     this.#moveToTail(index)
     if (updateAgeOnGet) this.#updateItemAge(index)
     return fetching ? value.__staleWhileFetching : value
@@ -1310,10 +1394,10 @@ class LRUCache {
     const io = this.#io
     lruStats(this.#h)
     return {
-      hits: io[IO_HITS],
-      misses: io[IO_MISSES],
-      sets: io[IO_SETS],
-      evictions: io[IO_EVICTIONS],
+      hits: this.#hits,
+      misses: this.#misses,
+      sets: io[IO_SETS] + this.#jsSets,
+      evictions: io[IO_EVICTIONS] + this.#jsEvictions,
       expirations: io[IO_EXPIRATIONS],
       deletes: io[IO_DELETES],
       size: this.size,

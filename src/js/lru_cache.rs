@@ -118,7 +118,12 @@ impl Native {
     let mut n = 0;
     for &(slot, why) in &self.victims {
       if n < out.len() {
-        out[n] = slot | if why == Removal::Expire { EXPIRED_BIT } else { 0 };
+        out[n] = slot
+          | if why == Removal::Expire {
+            EXPIRED_BIT
+          } else {
+            0
+          };
         n += 1;
       }
     }
@@ -223,7 +228,10 @@ unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mu
 
 /// `lruCreate(io, log, max, maxSize, flags)` -> handle.
 /// flags: bit 0 track deadlines, bit 1 evict expired first.
-unsafe extern "C" fn lru_create(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_create(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some([io, log, max, max_size, flags]) = args::<5>(env, info) else {
     return throw(env, c"lruCreate: cannot read arguments");
   };
@@ -250,8 +258,13 @@ unsafe extern "C" fn lru_create(env: sys::napi_env, info: sys::napi_callback_inf
     victims: Vec::new(),
   }));
   let mut result = ptr::null_mut();
-  if sys::napi_create_external(env, data.cast(), Some(finalize), ptr::null_mut(), &mut result)
-    != sys::Status::napi_ok
+  if sys::napi_create_external(
+    env,
+    data.cast(),
+    Some(finalize),
+    ptr::null_mut(),
+    &mut result,
+  ) != sys::Status::napi_ok
   {
     drop(Box::from_raw(data));
     return throw(env, c"lruCreate: cannot create the handle");
@@ -260,14 +273,18 @@ unsafe extern "C" fn lru_create(env: sys::napi_env, info: sys::napi_callback_inf
 }
 
 /// `lruBind(h, out, starts?, ttls?)`: the per-slot buffers, after JS grew them.
-unsafe extern "C" fn lru_bind(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_bind(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some([h, out, starts, ttls]) = args::<4>(env, info) else {
     return throw(env, c"lruBind: cannot read arguments");
   };
   let Some(n) = native(env, h) else {
     return throw(env, c"lruBind: bad handle");
   };
-  let (Some(out), Some(starts), Some(ttls)) = (buffer(env, out), buffer(env, starts), buffer(env, ttls))
+  let (Some(out), Some(starts), Some(ttls)) =
+    (buffer(env, out), buffer(env, starts), buffer(env, ttls))
   else {
     return throw(env, c"lruBind: buffers must be ArrayBuffers");
   };
@@ -294,7 +311,10 @@ unsafe fn with_native(
 }
 
 /// Replays the access log.
-unsafe extern "C" fn lru_flush(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_flush(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     n.replay();
   })
@@ -302,15 +322,21 @@ unsafe extern "C" fn lru_flush(env: sys::napi_env, info: sys::napi_callback_info
 
 /// Insert: A = size, B = ttl (NaN: TTLs not tracked), C = start, NOW.
 /// RET = slot; victims in `out[0..NVICT]`.
-unsafe extern "C" fn lru_insert(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_insert(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     let (size, ttl, start, now) = (io[IO_A], io[IO_B], io[IO_C], io[IO_NOW]);
     let mut cols = if ttl.is_nan() { None } else { n.ttl_columns() };
     let mut victims = std::mem::take(&mut n.victims);
-    let slot = n
-      .policy
-      .insert(size, cols.as_mut().map(|c| (c, ttl, start)), now, &mut victims);
+    let slot = n.policy.insert(
+      size,
+      cols.as_mut().map(|c| (c, ttl, start)),
+      now,
+      &mut victims,
+    );
     n.victims = victims;
     io[IO_RET] = slot as f64;
     n.publish(io);
@@ -322,7 +348,10 @@ unsafe extern "C" fn lru_insert(env: sys::napi_env, info: sys::napi_callback_inf
 
 /// Update: A = slot, B = size (NaN: unchanged), C = ttl (NaN: not restarted),
 /// D = start, NOW. Victims as for insert.
-unsafe extern "C" fn lru_update(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_update(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     let (slot, size, ttl, start, now) = (io[IO_A] as u32, io[IO_B], io[IO_C], io[IO_D], io[IO_NOW]);
@@ -345,7 +374,10 @@ unsafe extern "C" fn lru_update(env: sys::napi_env, info: sys::napi_callback_inf
 }
 
 /// Remove: A = slot, B = reason (0 evict, 1 expire, 2 delete).
-unsafe extern "C" fn lru_remove(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_remove(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     n.policy.remove(io[IO_A] as u32, removal(io[IO_B]));
@@ -364,7 +396,10 @@ unsafe extern "C" fn lru_pop(env: sys::napi_env, info: sys::napi_callback_info) 
 }
 
 /// Order: A = 1 for most recently used first. Slots in `out[0..RET]`.
-unsafe extern "C" fn lru_order(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_order(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     let out = n.out.u32s();
@@ -379,8 +414,36 @@ unsafe extern "C" fn lru_order(env: sys::napi_env, info: sys::napi_callback_info
   })
 }
 
+/// Candidates: the (up to) A least recently used slots, head first, in
+/// `out[0..RET]`. JS evicts from this list without crossing while the
+/// entries in it stay untouched (see `#nextVictim` in lib/lru-cache.js).
+unsafe extern "C" fn lru_candidates(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  with_native(env, info, |n| {
+    let io = n.replay();
+    let want = io[IO_A] as usize;
+    let out = n.out.u32s();
+    let mut i = 0;
+    n.policy.order_into(false, |slot| {
+      if i < want && i < out.len() {
+        out[i] = slot;
+        i += 1;
+        true
+      } else {
+        false
+      }
+    });
+    io[IO_RET] = i as f64;
+  })
+}
+
 /// Stale: slots stale at NOW, least recently used first, in `out[0..RET]`.
-unsafe extern "C" fn lru_stale(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_stale(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     let slots = match n.ttl_columns() {
@@ -393,7 +456,10 @@ unsafe extern "C" fn lru_stale(env: sys::napi_env, info: sys::napi_callback_info
 
 /// Expired: for the auto-purge timer, slots whose deadline passed at NOW,
 /// earliest first, in `out[0..RET]`; NEXT_DEADLINE = the next one, or 0.
-unsafe extern "C" fn lru_expired(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_expired(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     let slots = match n.ttl_columns() {
@@ -401,12 +467,18 @@ unsafe extern "C" fn lru_expired(env: sys::napi_env, info: sys::napi_callback_in
       None => Vec::new(),
     };
     n.write_slots(io, slots);
-    io[IO_NEXT_DEADLINE] = n.policy.next_deadline(n.ttl_columns().as_ref()).unwrap_or(0.0);
+    io[IO_NEXT_DEADLINE] = n
+      .policy
+      .next_deadline(n.ttl_columns().as_ref())
+      .unwrap_or(0.0);
   })
 }
 
 /// Clear: empties the policy.
-unsafe extern "C" fn lru_clear(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_clear(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.replay();
     n.policy.clear();
@@ -416,7 +488,10 @@ unsafe extern "C" fn lru_clear(env: sys::napi_env, info: sys::napi_callback_info
 }
 
 /// SizeOf: RET = the size recorded for slot A.
-unsafe extern "C" fn lru_size_of(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_size_of(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.io.f64s();
     io[IO_RET] = n.policy.size_of(io[IO_A] as u32);
@@ -424,7 +499,10 @@ unsafe extern "C" fn lru_size_of(env: sys::napi_env, info: sys::napi_callback_in
 }
 
 /// Stats: the policy's counters into io[SETS..=DELETES].
-unsafe extern "C" fn lru_stats(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_stats(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.io.f64s();
     let s = n.policy.stats();
@@ -436,7 +514,10 @@ unsafe extern "C" fn lru_stats(env: sys::napi_env, info: sys::napi_callback_info
 }
 
 /// Options: A = evictExpiredFirst (0/1).
-unsafe extern "C" fn lru_options(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lru_options(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   with_native(env, info, |n| {
     let io = n.io.f64s();
     n.policy.set_evict_expired_first(io[IO_A] != 0.0);
@@ -445,7 +526,8 @@ unsafe extern "C" fn lru_options(env: sys::napi_env, info: sys::napi_callback_in
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 14] = [
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 15] = [
+  (c"lruCandidates", lru_candidates),
   (c"lruCreate", lru_create),
   (c"lruBind", lru_bind),
   (c"lruFlush", lru_flush),
