@@ -34,7 +34,7 @@ const {
   lruSizeOf,
   lruStats,
   lruOptions,
-} = native
+} = native.lruCacheFunctions()
 
 // io layout, mirrored in src/js/lru_cache.rs.
 const IO_LOG_N = 0
@@ -74,6 +74,8 @@ const unref = (t) => {
   if (t && typeof t.unref === 'function') t.unref()
   return t
 }
+
+const sameValueZero = (a, b) => a === b || (a !== a && b !== b)
 
 function flushTasks(disposed, disposeAfter) {
   let task
@@ -725,8 +727,31 @@ class LRUCache {
   }
 
   /** Runs the hooks of victims taken by #takeVictims, in order. */
-  #disposeVictims(tasks) {
-    for (let j = 0; j < tasks.length; j += 3) this.#disposeOne(tasks[j], tasks[j + 1], tasks[j + 2])
+  #disposeVictims(tasks, from = 0) {
+    for (let j = from; j < tasks.length; j += 3) this.#disposeOne(tasks[j], tasks[j + 1], tasks[j + 2])
+  }
+
+  /**
+   * Maps `k` to the slot it was just written to, after a victim's hooks ran.
+   * Re-entrant hooks may have evicted that entry already (its slot then holds
+   * something else) or set `k` elsewhere (ours then yields): returns whether
+   * the entry is in the cache.
+   */
+  #adopt(k, v, index) {
+    const ours = sameValueZero(this.#keyList[index], k) && sameValueZero(this.#valList[index], v)
+    if (ours && !this.#keyMap.has(k)) {
+      this.#keyMap.set(k, index)
+      return true
+    }
+    if (ours) {
+      const io = this.#pre()
+      io[IO_A] = index
+      io[IO_B] = REASON_DELETE
+      lruRemove(this.#h)
+      this.#keyList[index] = undefined
+      this.#valList[index] = undefined
+    }
+    return false
   }
 
   /** The hooks of one evicted (or expired) entry: abort its fetch, dispose its value. */
@@ -784,7 +809,6 @@ class LRUCache {
       this.#keyMap.delete(oldK)
       this.#keyList[index] = k
       this.#valList[index] = v
-      this.#keyMap.set(k, index)
       this.#moveToTail(index)
       this.#jsSets++
       this.#jsEvictions++
@@ -793,7 +817,15 @@ class LRUCache {
         const begin = start === undefined ? this.#perf.now() : start
         this.#starts[index] = ttl !== 0 ? begin : 0
       }
-      if (this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod) this.#disposeOne(oldK, oldV, 'evict')
+      if (this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod) {
+        // as in lru-cache, the victim's hooks run before the new key is visible
+        // (the slot is already the most recently used, so a hook that
+        // re-enters evicts others; it moves again after whatever the hook read)
+        this.#disposeOne(oldK, oldV, 'evict')
+        if (this.#adopt(k, v, index)) this.#moveToTail(index)
+      } else {
+        this.#keyMap.set(k, index)
+      }
       if (status) status.set = 'add'
       noUpdateTTL = false
       if (this.#hasOnInsert && !isBF) this.#onInsert(v, k, 'add')
@@ -815,8 +847,20 @@ class LRUCache {
       const victims = this.#takeVictims(index)
       this.#keyList[index] = k
       this.#valList[index] = v
-      this.#keyMap.set(k, index)
-      if (victims !== undefined) this.#disposeVictims(victims)
+      if (victims === undefined) {
+        this.#keyMap.set(k, index)
+      } else if ((this.#out[0] & ~EXPIRED_BIT) === index) {
+        // a count eviction (its slot is reused): its hooks run before the new
+        // key is visible, those of size evictions after, as in lru-cache
+        this.#disposeOne(victims[0], victims[1], victims[2])
+        if (this.#adopt(k, v, index)) {
+          this.#moveToTail(index) // after anything the hooks read, as in lru-cache
+          this.#disposeVictims(victims, 3)
+        }
+      } else {
+        this.#keyMap.set(k, index)
+        this.#disposeVictims(victims)
+      }
       if (status) {
         if (this.#sizesTracked) {
           status.entrySize = size
@@ -1355,9 +1399,17 @@ class LRUCache {
   }
 
   #clear(reason) {
-    const tasks = []
+    // As in lru-cache, the hooks run (least recently used first) while the
+    // entries are still there; whatever they add is cleared with the rest.
     for (const index of this.#rindexes({ allowStale: true })) {
-      tasks.push(this.#keyList[index], this.#valList[index])
+      const v = this.#valList[index]
+      if (this.#isBackgroundFetch(v)) {
+        v.__abortController.abort(new Error('deleted'))
+      } else {
+        const k = this.#keyList[index]
+        if (this.#hasDispose) this.#dispose(v, k, reason)
+        if (this.#hasDisposeAfter) this.#disposed.push([v, k, reason])
+      }
     }
     this.#pre()
     lruClear(this.#h)
@@ -1371,16 +1423,7 @@ class LRUCache {
     if (this.#purgeTimer) clearTimeout(this.#purgeTimer)
     this.#purgeTimer = undefined
     this.#purgeAt = Infinity
-    for (let j = 0; j < tasks.length; j += 2) {
-      const k = tasks[j]
-      const v = tasks[j + 1]
-      if (this.#isBackgroundFetch(v)) {
-        v.__abortController.abort(new Error('deleted'))
-      } else {
-        if (this.#hasDispose) this.#dispose(v, k, reason)
-        if (this.#hasDisposeAfter) this.#disposed.push([v, k, reason])
-      }
-    }
+    this.#candN = 0
     if (this.#hasDisposeAfter) flushTasks(this.#disposed, this.#disposeAfter)
   }
 

@@ -22,7 +22,7 @@ use std::ffi::{c_void, CStr};
 use std::ptr;
 
 use napi::bindgen_prelude::{Env, Object};
-use napi::{sys, JsValue};
+use napi::sys;
 use napi_derive::napi;
 
 use crate::cache::{Policy, PolicyOptions, Removal, TtlColumns, NONE};
@@ -544,13 +544,20 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 15] = [
   (c"lruOptions", lru_options),
 ];
 
-/// Adds the LRUCache functions to the module's exports.
-#[napi(module_exports)]
-pub fn register_lru_cache_functions(exports: Object, env: Env) -> napi::Result<()> {
-  for (name, callback) in RAW_FUNCTIONS {
-    // SAFETY: `env` and `exports` are the live environment and exports object
-    // Node passed to module init; `name` is NUL-terminated and 'static.
-    unsafe {
+/// The LRUCache entry points, as an object of hand-registered Node-API
+/// functions (`lruCreate`, `lruInsert`, …). lib/lru-cache.js calls this once
+/// at load. (One `#[napi(module_exports)]` hook exists per addon and belongs
+/// to the boundary probes, so this module hands its functions out instead.)
+#[napi]
+pub fn lru_cache_functions(env: Env) -> napi::Result<Object<'static>> {
+  let mut exports = ptr::null_mut();
+  // SAFETY: `env` is the live environment of this call; the new object and
+  // functions live in the call's handle scope and are returned to JS.
+  unsafe {
+    if sys::napi_create_object(env.raw(), &mut exports) != sys::Status::napi_ok {
+      return Err(napi::Error::from_reason("napi_create_object failed"));
+    }
+    for (name, callback) in RAW_FUNCTIONS {
       let mut function = ptr::null_mut();
       let status = sys::napi_create_function(
         env.raw(),
@@ -563,11 +570,11 @@ pub fn register_lru_cache_functions(exports: Object, env: Env) -> napi::Result<(
       if status != sys::Status::napi_ok {
         return Err(napi::Error::from_reason("napi_create_function failed"));
       }
-      let status = sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function);
+      let status = sys::napi_set_named_property(env.raw(), exports, name.as_ptr(), function);
       if status != sys::Status::napi_ok {
         return Err(napi::Error::from_reason("napi_set_named_property failed"));
       }
     }
+    Ok(Object::from_raw(env.raw(), exports))
   }
-  Ok(())
 }
