@@ -444,3 +444,30 @@ test('1M set/get/delete cycles return the heap to baseline (--expose-gc child)',
   assert.equal(cycles, 1_000_000)
   assert.ok(after - baseline < 2 * 1024 * 1024, `heap grew ${after - baseline} bytes`)
 })
+
+test('operations publish the same events as lru-cache on its diagnostics channel', async () => {
+  const { channel } = await import('node:diagnostics_channel')
+  const metrics = channel('lru-cache:metrics')
+  await same((Cls) => {
+    const events = []
+    const listener = (message) => {
+      const { cache, ...rest } = message
+      events.push({ ...rest, fromThisCache: cache === c })
+    }
+    const c = new Cls({ max: 2 })
+    metrics.subscribe(listener)
+    try {
+      c.set('a', 1)
+      c.set('a', 2)
+      c.get('a')
+      c.get('zz')
+      c.has('a')
+      c.peek('a')
+      c.set('b', 3).set('c', 4)
+      c.delete('c')
+    } finally {
+      metrics.unsubscribe(listener)
+    }
+    return events
+  })
+})

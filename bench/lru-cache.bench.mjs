@@ -86,6 +86,17 @@ for (const ttl of [0, 60_000]) {
       { iterations: ITER },
     ),
   )
+  // peek finds the value like get but keeps no recency: get - peek is what
+  // keeping the LRU order exact costs (bulkhead: the access log and its replay).
+  rows.push(
+    await compare(
+      `peek (get without recency)${tag}`,
+      per((c) => (n) => {
+        for (let i = 0; i < n; i++) sink += c.peek(keys[order[i % ITER]])
+      }),
+      { iterations: ITER },
+    ),
+  )
   rows.push(
     await compare(
       `has${tag}`,

@@ -254,14 +254,27 @@ impl Policy {
 
   /// Applies an access log: each slot, in order, becomes the most recently used.
   ///
-  /// Unlike reads done one by one, a batch knows its future: the links of
-  /// the slot `PREFETCH` entries ahead are requested from memory while the
-  /// current one moves, so the cache misses of a large cache overlap.
+  /// Unlike reads done one by one, a batch knows its future, so the cache
+  /// misses of a large cache overlap instead of queueing: the node of the
+  /// slot `FAR` entries ahead is requested from memory, and once it has
+  /// arrived (`NEAR` entries ahead) so are its two neighbours, which the move
+  /// will rewrite. A neighbour may change before its turn; a prefetch is only
+  /// a hint, so that costs nothing but the wasted load.
   pub fn replay(&mut self, log: &[u32]) {
-    const PREFETCH: usize = 8;
+    const FAR: usize = 16;
+    const NEAR: usize = 8;
+    let links = self.links.as_ptr();
     for (i, &slot) in log.iter().enumerate() {
-      if let Some(&ahead) = log.get(i + PREFETCH) {
-        prefetch(self.links.as_ptr().wrapping_add(ahead as usize));
+      if let Some(&far) = log.get(i + FAR) {
+        prefetch(links.wrapping_add(far as usize));
+      }
+      if let Some(link) = log.get(i + NEAR).and_then(|&s| self.links.get(s as usize)) {
+        if link.prev < FREE {
+          prefetch(links.wrapping_add(link.prev as usize));
+        }
+        if link.next < FREE {
+          prefetch(links.wrapping_add(link.next as usize));
+        }
       }
       self.touch(slot);
     }
