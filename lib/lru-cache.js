@@ -22,6 +22,7 @@ const {
   lruCreate,
   lruBind,
   lruCandidates,
+  lruReserve,
   lruFlush,
   lruInsert,
   lruUpdate,
@@ -55,6 +56,7 @@ const IO_LEN = 16
 const EXPIRED_BIT = 0x80000000
 const LOG_LEN = 4096
 const CANDIDATES = 64
+const RESERVE_LEN = 64 // cells after the log that carry reserved slot ids
 const REASON_EXPIRE = 1
 const REASON_DELETE = 2
 
@@ -128,6 +130,10 @@ class LRUCache {
   #epoch = 1
   #candN = 0
   #candPos = 0
+  // Adding without crossing (same caches, not full): Rust reserves up to 64
+  // slot ids; an add takes one and logs it, and the replay links it.
+  #resN = 0
+  #resPos = 0
   #hits = 0
   #misses = 0
   #jsSets = 0
@@ -298,7 +304,7 @@ class LRUCache {
     }
     this.#evictExpiredFirst = !!evictExpiredFirst
     this.#io = new Float64Array(new ArrayBuffer(IO_LEN * 8))
-    this.#log = new Uint32Array(new ArrayBuffer(LOG_LEN * 4))
+    this.#log = new Uint32Array(new ArrayBuffer((LOG_LEN + RESERVE_LEN) * 4))
     this.#trackDeadlines = this.ttlAutopurge || this.#evictExpiredFirst
     const flags = (this.#trackDeadlines ? 1 : 0) | (this.#evictExpiredFirst ? 2 : 0)
     this.#h = lruCreate(this.#io.buffer, this.#log.buffer, this.#max, this.#sizesTracked ? this.#maxSize : 0, flags)
@@ -324,7 +330,7 @@ class LRUCache {
   #grow() {
     let cap = this.#cap === 0 ? 16 : this.#cap * 2
     if (this.#max) cap = Math.min(cap, this.#max)
-    if (cap <= this.#cap) return
+    if (cap <= this.#cap) return false
     this.#out = new Uint32Array(new ArrayBuffer(cap * 4))
     const stamp = new Uint8Array(cap)
     stamp.set(this.#stamp)
@@ -344,6 +350,7 @@ class LRUCache {
     }
     this.#cap = cap
     this.#bind()
+    return true
   }
 
   #initializeTTLTracking() {
@@ -354,8 +361,7 @@ class LRUCache {
 
   /** Replays the access log (the call itself does it). */
   #flush() {
-    this.#io[IO_LOG_N] = this.#logN
-    this.#logN = 0
+    this.#pre()
     lruFlush(this.#h)
   }
 
@@ -368,12 +374,32 @@ class LRUCache {
     if (n + 1 === LOG_LEN) this.#flush()
   }
 
-  /** Before a native call: hand the access log over (and drop the eviction candidates). */
+  /**
+   * Before a native call: hand the access log over, and drop the eviction
+   * candidates and the reserved slots (every call replays the log and takes
+   * back unused reservations).
+   */
   #pre() {
     this.#io[IO_LOG_N] = this.#logN
     this.#logN = 0
     this.#candN = 0
+    this.#resN = 0
     return this.#io
+  }
+
+  /** A slot id for an add without crossing (see #resN), or -1. */
+  #takeReserved() {
+    if (this.#resPos < this.#resN) return this.#log[LOG_LEN + this.#resPos++]
+    for (;;) {
+      const io = this.#pre()
+      io[IO_A] = this.#cap
+      lruReserve(this.#h)
+      this.#resN = io[IO_RET]
+      this.#resPos = 0
+      if (this.#resN > 0) return this.#log[LOG_LEN + this.#resPos++]
+      // no room below the count limit: a hook re-entered mid-add; cross instead
+      if (!this.#grow()) return -1
+    }
   }
 
   /** The least recently used slot, from the published candidates (see #stamp). */
@@ -795,12 +821,12 @@ class LRUCache {
     const io = this.#io
     let index = this.#keyMap.size === 0 ? undefined : this.#keyMap.get(k)
     let deadline = 0
+    let reserved
     if (
       index === undefined &&
       this.#keyMap.size === this.#max &&
       !this.#sizesTracked &&
-      !this.#trackDeadlines &&
-      this.#cap === this.#max
+      !this.#trackDeadlines
     ) {
       // addition that evicts, without crossing (see #nextVictim)
       index = this.#nextVictim()
@@ -825,6 +851,27 @@ class LRUCache {
         if (this.#adopt(k, v, index)) this.#moveToTail(index)
       } else {
         this.#keyMap.set(k, index)
+      }
+      if (status) status.set = 'add'
+      noUpdateTTL = false
+      if (this.#hasOnInsert && !isBF) this.#onInsert(v, k, 'add')
+    } else if (
+      index === undefined &&
+      !this.#sizesTracked &&
+      !this.#trackDeadlines &&
+      (reserved = this.#takeReserved()) >= 0
+    ) {
+      // addition with room, without crossing (see #takeReserved)
+      index = reserved
+      this.#keyList[index] = k
+      this.#valList[index] = v
+      this.#keyMap.set(k, index)
+      this.#moveToTail(index)
+      const ttls = this.#ttls // (taking a slot may have grown the columns)
+      if (ttls !== undefined) {
+        ttls[index] = ttl
+        const begin = start === undefined ? this.#perf.now() : start
+        this.#starts[index] = ttl !== 0 ? begin : 0
       }
       if (status) status.set = 'add'
       noUpdateTTL = false
@@ -1434,7 +1481,7 @@ class LRUCache {
    * expirations, deletes, size, calculatedSize }`. Cheap: one native call.
    */
   stats() {
-    const io = this.#io
+    const io = this.#pre()
     lruStats(this.#h)
     return {
       hits: this.#hits,

@@ -29,6 +29,9 @@ pub const NONE: u32 = u32::MAX;
 /// `prev` of a slot that holds no entry.
 const FREE: u32 = u32::MAX - 1;
 
+/// `prev` of a slot handed out by [`Policy::reserve`] and not yet used.
+const RESERVED: u32 = u32::MAX - 2;
+
 /// A slot's place in the recency list. Both links share a cache line, so a
 /// move costs one miss per node touched (the replay of a long access log is
 /// bound by these misses; see `Policy::replay`).
@@ -147,6 +150,7 @@ pub struct Policy {
   len: u32,
   calculated_size: f64,
   deadlines: BinaryHeap<Reverse<(u64, u32)>>,
+  reserved: Vec<u32>,
   stats: PolicyStats,
 }
 
@@ -168,6 +172,7 @@ impl Policy {
       len: 0,
       calculated_size: 0.0,
       deadlines: BinaryHeap::new(),
+      reserved: Vec::new(),
       stats: PolicyStats::default(),
     }
   }
@@ -208,7 +213,7 @@ impl Policy {
     self
       .links
       .get(slot as usize)
-      .is_some_and(|l| l.prev != FREE)
+      .is_some_and(|l| l.prev != FREE && l.prev != RESERVED)
   }
 
   /// Changes whether an expired entry is evicted before the LRU live one.
@@ -244,11 +249,59 @@ impl Policy {
     self.tail = slot;
   }
 
-  /// Marks `slot` as the most recently used entry.
+  /// Marks `slot` as the most recently used entry. A slot handed out by
+  /// [`Policy::reserve`] becomes an entry (of size 0, no TTL deadline) here.
   pub fn touch(&mut self, slot: u32) {
-    if slot != self.tail && self.is_linked(slot) {
-      self.unlink(slot);
-      self.link_tail(slot);
+    let Some(link) = self.links.get(slot as usize) else {
+      return;
+    };
+    match link.prev {
+      FREE => {}
+      RESERVED => {
+        self.len += 1;
+        self.stats.sets += 1;
+        self.link_tail(slot);
+      }
+      _ if slot != self.tail => {
+        self.unlink(slot);
+        self.link_tail(slot);
+      }
+      _ => {}
+    }
+  }
+
+  /// Hands out up to `want` slot ids below `cap` for entries the caller will
+  /// add without a call: each becomes an entry, at the most recently used
+  /// end, when it is [touched](Policy::touch) (the access log carries it).
+  /// The count limit is respected. Ids not used by the next
+  /// [`Policy::release_reserved`] go back to the free list.
+  pub fn reserve(&mut self, want: usize, cap: u32) -> &[u32] {
+    self.release_reserved();
+    let room = if self.opts.max == 0 {
+      usize::MAX
+    } else {
+      self.opts.max.saturating_sub(self.len) as usize
+    };
+    let want = want.min(room);
+    while self.reserved.len() < want {
+      let slot = match self.free.pop() {
+        Some(slot) => slot,
+        None if (self.links.len() as u32) < cap => self.take_slot(),
+        None => break,
+      };
+      self.links[slot as usize].prev = RESERVED;
+      self.reserved.push(slot);
+    }
+    &self.reserved
+  }
+
+  /// Takes back the reserved ids that were not used.
+  pub fn release_reserved(&mut self) {
+    for slot in std::mem::take(&mut self.reserved) {
+      if self.links[slot as usize].prev == RESERVED {
+        self.links[slot as usize].prev = FREE;
+        self.free.push(slot);
+      }
     }
   }
 
@@ -269,10 +322,10 @@ impl Policy {
         prefetch(links.wrapping_add(far as usize));
       }
       if let Some(link) = log.get(i + NEAR).and_then(|&s| self.links.get(s as usize)) {
-        if link.prev < FREE {
+        if link.prev < RESERVED {
           prefetch(links.wrapping_add(link.prev as usize));
         }
-        if link.next < FREE {
+        if link.next < RESERVED {
           prefetch(links.wrapping_add(link.next as usize));
         }
       }
@@ -554,6 +607,7 @@ impl Policy {
     self.links.clear();
     self.sizes.clear();
     self.free.clear();
+    self.reserved.clear();
     self.deadlines.clear();
     self.head = NONE;
     self.tail = NONE;
@@ -686,6 +740,26 @@ mod tests {
     assert_eq!(v, vec![(a, Removal::Expire)]);
     assert_eq!(e, a);
     assert_eq!(p.stats().expirations, 1);
+  }
+
+  #[test]
+  fn reserved_slots_become_entries_when_touched_and_return_when_not() {
+    let mut p = count(3);
+    let mut v = Vec::new();
+    let a = p.insert(0.0, None, 0.0, &mut v);
+    let got = p.reserve(8, 16).to_vec();
+    assert_eq!(got.len(), 2, "the count limit bounds a reservation");
+    p.replay(&[got[1], a]);
+    assert_eq!(p.len(), 2);
+    assert_eq!(p.order(false), vec![got[1], a]);
+    assert!(!p.is_linked(got[0]));
+    p.release_reserved();
+    assert_eq!(p.reserve(8, 3).len(), 1);
+    p.release_reserved();
+    let c = p.insert(0.0, None, 0.0, &mut v);
+    assert_eq!(c, got[0], "an unused reservation is free again");
+    assert_eq!(p.stats().sets, 3);
+    assert!(p.reserve(4, 3).is_empty(), "full");
   }
 
   #[test]

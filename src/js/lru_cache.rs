@@ -45,6 +45,9 @@ const IO_EXPIRATIONS: usize = 14;
 const IO_DELETES: usize = 15;
 const IO_LEN: usize = 16;
 
+/// Cells at the end of the `log` buffer that carry reserved slot ids.
+const RESERVE_LEN: usize = 64;
+
 /// Bit set on a victim slot in `out` when it left because it expired.
 const EXPIRED_BIT: u32 = 0x8000_0000;
 
@@ -93,10 +96,12 @@ impl Native {
   /// The shared buffers are alive (the caller is a method of the owning cache).
   unsafe fn replay(&mut self) -> &'static mut [f64] {
     let io = self.io.f64s();
-    let n = (io[IO_LOG_N] as usize).min(self.log.bytes / 4);
-    io[IO_LOG_N] = 0.0;
     let log = self.log.u32s();
+    let log = &log[..log.len().saturating_sub(RESERVE_LEN)];
+    let n = (io[IO_LOG_N] as usize).min(log.len());
+    io[IO_LOG_N] = 0.0;
     self.policy.replay(&log[..n]);
+    self.policy.release_reserved();
     io
   }
 
@@ -439,6 +444,23 @@ unsafe extern "C" fn lru_candidates(
   })
 }
 
+/// Reserve: A = room (slot ids must stay below it). Up to 64 slot ids for
+/// adds without a call, in the last 64 cells of `log`; RET = how many.
+unsafe extern "C" fn lru_reserve(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  with_native(env, info, |n| {
+    let io = n.replay();
+    let cap = io[IO_A] as u32;
+    let log = n.log.u32s();
+    let at = log.len().saturating_sub(RESERVE_LEN);
+    let got = n.policy.reserve(log.len() - at, cap);
+    log[at..at + got.len()].copy_from_slice(got);
+    io[IO_RET] = got.len() as f64;
+  })
+}
+
 /// Stale: slots stale at NOW, least recently used first, in `out[0..RET]`.
 unsafe extern "C" fn lru_stale(
   env: sys::napi_env,
@@ -504,7 +526,7 @@ unsafe extern "C" fn lru_stats(
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   with_native(env, info, |n| {
-    let io = n.io.f64s();
+    let io = n.replay();
     let s = n.policy.stats();
     io[IO_SETS] = s.sets as f64;
     io[IO_EVICTIONS] = s.evictions as f64;
@@ -526,7 +548,8 @@ unsafe extern "C" fn lru_options(
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 15] = [
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 16] = [
+  (c"lruReserve", lru_reserve),
   (c"lruCandidates", lru_candidates),
   (c"lruCreate", lru_create),
   (c"lruBind", lru_bind),
