@@ -91,6 +91,7 @@ const optionSets = [
   },
   { name: 'ttl+autopurge', make: (h) => ({ max: 5, ttl: 6, ttlAutopurge: true, ttlResolution: 0, perf: h.perf, dispose: h.dispose }) },
   { name: 'per-entry-ttl', make: (h) => ({ max: 8, ttlResolution: 0, perf: h.perf, allowStale: true, dispose: h.dispose }) },
+  { name: 'ttl-only', make: (h) => ({ ttl: 8, ttlResolution: 0, perf: h.perf, dispose: h.dispose, onInsert: h.onInsert }) },
   { name: 'memo', make: (h) => ({ max: 5, memoMethod: h.memoMethod, dispose: h.dispose }) },
 ]
 

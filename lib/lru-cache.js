@@ -825,6 +825,7 @@ class LRUCache {
     if (
       index === undefined &&
       this.#keyMap.size === this.#max &&
+      this.#max !== 0 &&
       !this.#sizesTracked &&
       !this.#trackDeadlines
     ) {
