@@ -901,10 +901,9 @@ class LRUCache {
         // a count eviction (its slot is reused): its hooks run before the new
         // key is visible, those of size evictions after, as in lru-cache
         this.#disposeOne(victims[0], victims[1], victims[2])
-        if (this.#adopt(k, v, index)) {
-          this.#moveToTail(index) // after anything the hooks read, as in lru-cache
-          this.#disposeVictims(victims, 3)
-        }
+        // after anything the hooks read, as in lru-cache
+        if (this.#adopt(k, v, index)) this.#moveToTail(index)
+        this.#disposeVictims(victims, 3)
       } else {
         this.#keyMap.set(k, index)
         this.#disposeVictims(victims)
