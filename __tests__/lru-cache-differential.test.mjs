@@ -126,7 +126,7 @@ function genOp(rand, keys, set) {
   if (r < 0.78) return { op: 'clear' }
   if (r < 0.84) return { op: 'advance', by: Math.floor(rand() * 6) }
   if (r < 0.86 && set === 'memo') return { op: 'memo', key: key(), opts: rand() < 0.3 ? { forceRefresh: true } : {} }
-  const reads = ['keys', 'values', 'entries', 'rkeys', 'rvalues', 'rentries', 'forEach', 'rforEach', 'find', 'purgeStale', 'getRemainingTTL', 'info', 'dump']
+  const reads = ['keys', 'values', 'entries', 'rkeys', 'rvalues', 'rentries', 'forEach', 'rforEach', 'find', 'purgeStale', 'getRemainingTTL', 'info', 'dump', 'deleteWhileIterating']
   return { op: reads[Math.floor(rand() * reads.length)], key: key(), target: Math.floor(rand() * 40) }
 }
 
@@ -183,6 +183,18 @@ function apply(cache, op, keys, clock) {
     case 'rforEach': {
       const seen = []
       cache[op.op]((v, key, c) => seen.push([v, key, c === cache]))
+      result = seen
+      break
+    }
+    case 'deleteWhileIterating': {
+      // a common pattern: walk the entries and delete some of them on the way
+      // (not the least recently used one: lru-cache then yields a key twice)
+      const seen = []
+      const lru = cache.rkeys().next().value
+      for (const [key, v] of cache.entries()) {
+        seen.push(key)
+        if ((typeof v !== 'number' || v % 2 === 1) && !Object.is(key, lru)) seen.push(cache.delete(key))
+      }
       result = seen
       break
     }
