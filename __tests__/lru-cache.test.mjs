@@ -439,13 +439,17 @@ test('nothing is allocated up front in proportion to max', () => {
   assert.equal(caches[0].get('a'), 1)
 })
 
-test('1M set/get/delete cycles return the heap to baseline (--expose-gc child)', () => {
+test('1M set/get/delete cycles return the heap to baseline, and dropped caches free their Rust side (--expose-gc child)', () => {
   const fixture = fileURLToPath(new URL('./fixtures/lru-cache-leak.mjs', import.meta.url))
   const child = spawnSync(process.execPath, ['--expose-gc', fixture], { encoding: 'utf8' })
   assert.equal(child.status, 0, child.stderr)
-  const { baseline, after, cycles } = JSON.parse(child.stdout)
+  const { baseline, after, cycles, liveBefore, liveDuring, liveAfter, buffersGrowth } = JSON.parse(child.stdout)
   assert.equal(cycles, 1_000_000)
   assert.ok(after - baseline < 2 * 1024 * 1024, `heap grew ${after - baseline} bytes`)
+  // 2000 dropped caches: their Rust policies and shared buffers are freed
+  assert.ok(liveDuring > liveBefore, 'the counter sees live caches')
+  assert.ok(liveAfter <= liveBefore + 10, `${liveAfter - liveBefore} dropped caches still alive`)
+  assert.ok(buffersGrowth < 1024 * 1024, `ArrayBuffers grew ${buffersGrowth} bytes`)
 })
 
 test('operations publish the same events as lru-cache on its diagnostics channel', async () => {

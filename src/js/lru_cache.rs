@@ -20,6 +20,7 @@
 
 use std::ffi::{c_void, CStr};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use napi::bindgen_prelude::{Env, Object};
 use napi::sys;
@@ -227,8 +228,22 @@ unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> f64 {
   n
 }
 
+/// Policies alive in the process (for the leak test).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
 unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   drop(Box::from_raw(data.cast::<Native>()));
+  LIVE.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Live: RET = how many cache handles are alive in the process.
+unsafe extern "C" fn lru_live(
+  env: sys::napi_env,
+  _info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let mut result = ptr::null_mut();
+  sys::napi_create_uint32(env, LIVE.load(Ordering::Relaxed) as u32, &mut result);
+  result
 }
 
 /// `lruCreate(io, log, max, maxSize, flags)` -> handle.
@@ -274,6 +289,7 @@ unsafe extern "C" fn lru_create(
     drop(Box::from_raw(data));
     return throw(env, c"lruCreate: cannot create the handle");
   }
+  LIVE.fetch_add(1, Ordering::Relaxed);
   result
 }
 
@@ -548,7 +564,8 @@ unsafe extern "C" fn lru_options(
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 16] = [
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 17] = [
+  (c"lruLive", lru_live),
   (c"lruReserve", lru_reserve),
   (c"lruCandidates", lru_candidates),
   (c"lruCreate", lru_create),
