@@ -1,1 +1,1 @@
-export {}
+export { LRUCache } from './lru-cache.js'

@@ -1,0 +1,169 @@
+// LRUCache (bulkhead) against lru-cache 11 in the same process, interleaved:
+// 100k entries, string keys of 16-30 characters, random access order.
+// Each row runs without and with a TTL (60 s, so nothing expires mid-run).
+import { createRequire } from 'node:module'
+import { compare, printTable, writeResults } from './harness.mjs'
+
+const require = createRequire(import.meta.url)
+const { LRUCache: Ours } = require('../lib/lru-cache.js')
+const { LRUCache: Peer } = require('lru-cache')
+
+const N = 100_000
+const ITER = 1_000_000
+let sink = 0
+
+function rng(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const rand = rng(42)
+const makeKey = (prefix, i) => {
+  const base = `${prefix}:${i.toString(36)}:`
+  const len = 16 + Math.floor(rand() * 15)
+  return (base + 'abcdefghijklmnopqrstuvwxyz0123456789').slice(0, Math.max(len, base.length))
+}
+const keys = Array.from({ length: 2 * N }, (_, i) => makeKey('user', i)) // [0, N) live, [N, 2N) fresh
+const missKeys = Array.from({ length: N }, (_, i) => makeKey('miss', i))
+const order = Uint32Array.from({ length: ITER }, () => Math.floor(rand() * N))
+
+// Zipf(s = 1) over 2N keys (the cache holds N): hot keys hit, the tail misses and is set.
+const zipf = (() => {
+  const M = 2 * N
+  const cdf = new Float64Array(M)
+  let sum = 0
+  for (let i = 0; i < M; i++) cdf[i] = sum += 1 / (i + 1)
+  const out = new Uint32Array(ITER)
+  const ops = new Uint8Array(ITER)
+  for (let j = 0; j < ITER; j++) {
+    const u = rand() * sum
+    let lo = 0
+    let hi = M - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (cdf[mid] < u) lo = mid + 1
+      else hi = mid
+    }
+    out[j] = lo
+    ops[j] = rand() < 0.9 ? 0 : 1
+  }
+  return { out, ops }
+})()
+
+const filled = (Cls, opts) => {
+  const c = new Cls(opts)
+  for (let i = 0; i < N; i++) c.set(keys[i], i)
+  return c
+}
+
+const rows = []
+for (const ttl of [0, 60_000]) {
+  const opts = ttl ? { max: N, ttl } : { max: N }
+  const tag = ttl ? ' (ttl)' : ''
+  const caches = { bulkhead: filled(Ours, opts), 'lru-cache': filled(Peer, opts) }
+  const per = (f) => Object.fromEntries(Object.entries(caches).map(([label, c]) => [label, f(c, label)]))
+
+  rows.push(
+    await compare(
+      `get-hit${tag}`,
+      per((c) => (n) => {
+        for (let i = 0; i < n; i++) sink += c.get(keys[order[i % ITER]])
+      }),
+      { iterations: ITER },
+    ),
+  )
+  rows.push(
+    await compare(
+      `get-miss${tag}`,
+      per((c) => (n) => {
+        for (let i = 0; i < n; i++) if (c.get(missKeys[order[i % ITER]]) === undefined) sink++
+      }),
+      { iterations: ITER },
+    ),
+  )
+  // peek finds the value like get but keeps no recency: get - peek is what
+  // keeping the LRU order exact costs (bulkhead: the access log and its replay).
+  rows.push(
+    await compare(
+      `peek (get without recency)${tag}`,
+      per((c) => (n) => {
+        for (let i = 0; i < n; i++) sink += c.peek(keys[order[i % ITER]])
+      }),
+      { iterations: ITER },
+    ),
+  )
+  rows.push(
+    await compare(
+      `has${tag}`,
+      per((c) => (n) => {
+        for (let i = 0; i < n; i++) if (c.has(keys[order[i % ITER]])) sink++
+      }),
+      { iterations: ITER },
+    ),
+  )
+  const classes = { bulkhead: Ours, 'lru-cache': Peer }
+  rows.push(
+    await compare(
+      `set-fill${tag}`,
+      Object.fromEntries(
+        Object.entries(classes).map(([label, Cls]) => [
+          label,
+          (n) => {
+            let c
+            for (let i = 0; i < n; i++) {
+              if (i % N === 0) c = new Cls(opts)
+              c.set(keys[i % N], i)
+            }
+            sink += c.size
+          },
+        ]),
+      ),
+      { iterations: N * 4 },
+    ),
+  )
+  let next = { bulkhead: 0, 'lru-cache': 0 }
+  rows.push(
+    await compare(
+      `set-with-eviction${tag}`,
+      per((c, label) => (n) => {
+        let j = next[label]
+        for (let i = 0; i < n; i++) {
+          c.set(keys[j], i)
+          j = j + 1 === 2 * N ? 0 : j + 1
+        }
+        next[label] = j
+      }),
+      { iterations: ITER },
+    ),
+  )
+  const mix = { bulkhead: filled(Ours, opts), 'lru-cache': filled(Peer, opts) }
+  rows.push(
+    await compare(
+      `zipf 90/10 get/set${tag}`,
+      Object.fromEntries(
+        Object.entries(mix).map(([label, c]) => [
+          label,
+          (n) => {
+            const { out, ops } = zipf
+            for (let i = 0; i < n; i++) {
+              const j = i % ITER
+              const k = keys[out[j]]
+              if (ops[j] === 0) sink += c.get(k) ?? 0
+              else c.set(k, j)
+            }
+          },
+        ]),
+      ),
+      { iterations: ITER },
+    ),
+  )
+  next = undefined
+}
+
+printTable('LRUCache vs lru-cache (100k entries, 16-30 char string keys)', rows, { baseline: 'bulkhead' })
+writeResults('lru-cache', { rows, sink: sink > 0 })
