@@ -1,0 +1,287 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Worker } from 'node:worker_threads'
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const { NamedLRUCache } = require('../lib/lru-cache-named.js')
+const { LRUCache } = require('lru-cache')
+const { hammer } = await import('./fixtures/lru-cache-named-hammer.mjs')
+
+let seq = 0
+const uniq = (label) => `${label}-${process.pid}-${seq++}`
+
+function fakeClock(start = 1000) {
+  const clock = { t: start, now: () => clock.t }
+  return clock
+}
+
+function run(file, workerData) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL(`./fixtures/${file}`, import.meta.url), { workerData })
+    let message
+    worker.once('message', (m) => (message = m))
+    worker.once('error', reject)
+    worker.once('exit', (code) => (code === 0 ? resolve(message) : reject(new Error(`worker exited ${code}`))))
+  })
+}
+
+test('keeps LRU order, evicts the least recently used entry and reports dispose reasons', () => {
+  const seen = []
+  const after = []
+  const cache = new NamedLRUCache({
+    name: uniq('order'),
+    max: 3,
+    dispose: (v, k, reason) => seen.push([k, v, reason]),
+    disposeAfter: (v, k, reason) => after.push(reason),
+  })
+  cache.set('a', 1).set('b', 2).set('c', 3)
+  assert.equal(cache.get('a'), 1)
+  cache.set('d', 4)
+  assert.deepEqual([...cache.keys()], ['d', 'a', 'c'])
+  assert.deepEqual([...cache.rkeys()], ['c', 'a', 'd'])
+  assert.deepEqual([...cache.values()], [4, 1, 3])
+  assert.deepEqual([...cache], [['d', 4], ['a', 1], ['c', 3]])
+  cache.set('a', 10)
+  cache.delete('c')
+  assert.equal(cache.pop(), 4)
+  cache.clear()
+  assert.deepEqual(seen, [
+    ['b', 2, 'evict'],
+    ['a', 1, 'set'],
+    ['c', 3, 'delete'],
+    ['d', 4, 'evict'],
+    ['a', 10, 'delete'],
+  ])
+  assert.deepEqual(after, ['evict', 'set', 'delete', 'evict', 'delete'])
+  assert.equal(cache.size, 0)
+  assert.equal(cache.calculatedSize, 0)
+  assert.equal(Object.prototype.toString.call(cache), '[object LRUCache]')
+  cache.close()
+})
+
+test('behaves like lru-cache 11 over a seeded mix of operations with TTLs on a fake clock', () => {
+  const clock = fakeClock()
+  const options = { max: 20, ttl: 50, perf: clock, updateAgeOnGet: true }
+  // ttlResolution: 0 stops lru-cache from caching now() for 1 ms of real time.
+  const local = new LRUCache({ ...options, ttlResolution: 0 })
+  const named = new NamedLRUCache({ name: uniq('diff'), ...options })
+  let x = 12345
+  const rand = (n) => {
+    x = (x * 1103515245 + 12345) & 0x7fffffff
+    return x % n
+  }
+  for (let i = 0; i < 5000; i++) {
+    clock.t += rand(4)
+    const k = rand(2) ? `k${rand(40)}` : rand(40)
+    const op = rand(10)
+    const ctx = `step ${i} op ${op} key ${k}`
+    if (op < 4) {
+      const v = rand(3) === 0 ? { n: i } : `v${i}`
+      const setOptions = rand(5) === 0 ? { ttl: 10 } : undefined
+      local.set(k, v, setOptions && { ...setOptions })
+      named.set(k, v, setOptions)
+    } else if (op < 7) assert.deepEqual(named.get(k), local.get(k), ctx)
+    else if (op < 8) assert.equal(named.has(k), local.has(k), ctx)
+    else if (op < 9) assert.deepEqual(named.peek(k), local.peek(k), ctx)
+    else assert.equal(named.delete(k), local.delete(k), ctx)
+    if (i % 100 === 0) {
+      assert.deepEqual([...named.entries()], [...local.entries()], ctx)
+      assert.equal(named.getRemainingTTL(k), local.getRemainingTTL(k), ctx)
+      assert.equal(named.size, local.size, ctx)
+    }
+  }
+  named.close()
+})
+
+test('TTL: stale entries are hidden, allowStale returns them once, and getRemainingTTL counts down', () => {
+  const clock = fakeClock()
+  const disposed = []
+  const cache = new NamedLRUCache({
+    name: uniq('ttl'),
+    max: 10,
+    ttl: 100,
+    perf: clock,
+    dispose: (v, k, r) => disposed.push(r),
+  })
+  cache.set('a', 'A')
+  cache.set('b', 'B', { ttl: 500 })
+  clock.t += 40
+  assert.equal(cache.getRemainingTTL('a'), 60)
+  assert.equal(cache.getRemainingTTL('missing'), 0)
+  clock.t += 61
+  assert.equal(cache.has('a'), false)
+  assert.equal(cache.peek('a'), undefined)
+  assert.equal(cache.peek('a', { allowStale: true }), 'A')
+  assert.deepEqual([...cache.keys()], ['b'])
+  assert.equal(cache.get('a', { allowStale: true }), 'A')
+  assert.equal(cache.get('a', { allowStale: true }), undefined, 'a stale get deletes the entry')
+  assert.deepEqual(disposed, ['expire'])
+  assert.equal(cache.info('b').value, 'B')
+  const dump = cache.dump()
+  assert.equal(dump.length, 1)
+  assert.equal(dump[0][1].ttl, 500)
+  const s = cache.stats()
+  assert.equal(s.expirations, 1)
+  assert.equal(s.size, 1)
+  cache.close()
+})
+
+test('values are copied: strings, numbers, Buffers, Uint8Arrays and structured-clone values round-trip, identity is not kept', () => {
+  const cache = new NamedLRUCache({ name: uniq('values'), maxSize: 1 << 20 })
+  const obj = { a: [1, 2, { b: new Date(0) }], m: new Map([[1, 'x']]) }
+  const values = ['', 'héllo 🎉', 0, -1.5, NaN, Buffer.from('buf'), new Uint8Array([1, 2, 3]), new Float64Array([1.5]), obj, null, false, 10n]
+  values.forEach((v, i) => cache.set(i, v))
+  values.forEach((v, i) => assert.deepEqual(cache.get(i), v, `value ${i}`))
+  assert.ok(Buffer.isBuffer(cache.get(5)))
+  assert.equal(cache.get(6).constructor, Uint8Array)
+  assert.notEqual(cache.get(8), obj, 'get returns a copy')
+  obj.a.push('mutated')
+  assert.equal(cache.get(8).a.length, 3, 'mutation after set does not reach the cache')
+  assert.throws(() => cache.set('fn', () => {}), /could not be cloned/)
+  cache.close()
+})
+
+test('keys are strings or numbers with SameValueZero; other keys throw a TypeError naming the rule', () => {
+  const cache = new NamedLRUCache({ name: uniq('keys'), max: 10 })
+  cache.set(-0, 'zero').set(NaN, 'nan').set('1', 'string one').set(1, 'number one')
+  assert.equal(cache.get(0), 'zero')
+  assert.equal(cache.get(NaN), 'nan')
+  assert.equal(cache.get('1'), 'string one')
+  assert.equal(cache.get(1), 'number one')
+  for (const bad of [{}, null, undefined, Symbol('s'), 1n, true]) {
+    assert.throws(() => cache.get(bad), { name: 'TypeError', message: /keys must be strings or numbers/ })
+    assert.throws(() => cache.set(bad, 1), TypeError)
+  }
+  cache.close()
+})
+
+test('maxSize counts real bytes (key + value + per-entry overhead) and maxEntrySize refuses larger entries', () => {
+  const overhead = NamedLRUCache.entryOverhead()
+  const cache = new NamedLRUCache({ name: uniq('bytes'), maxSize: 10_000, maxEntrySize: 2000 })
+  cache.set('k', 'v'.repeat(100))
+  const one = cache.calculatedSize
+  assert.ok(one >= overhead + 101 && one < overhead + 200, `entry charged ${one} bytes`)
+  for (let i = 0; i < 500; i++) cache.set(`key${i}`, 'v'.repeat(100))
+  assert.ok(cache.calculatedSize <= 10_000)
+  assert.ok(cache.size > 10 && cache.size < 500)
+  cache.set('big', 'x'.repeat(5000))
+  assert.equal(cache.has('big'), false)
+  cache.close()
+})
+
+test('option errors match lru-cache, and named-only rules raise ERR_INVALID_ARG naming the option', () => {
+  const bad = [{ max: -1 }, { max: 1.5 }, { maxSize: -1 }, { max: 1, maxEntrySize: 'x' }, { ttl: -5 }, {}]
+  for (const opts of bad) {
+    let expected
+    try {
+      new LRUCache(opts)
+    } catch (err) {
+      expected = err
+    }
+    assert.ok(expected, JSON.stringify(opts))
+    assert.throws(() => new NamedLRUCache({ name: uniq('bad'), ...opts }), { name: expected.name, message: expected.message })
+  }
+  assert.throws(() => new NamedLRUCache({ max: 1 }), { code: 'ERR_INVALID_ARG', message: /options\.name/ })
+  assert.throws(() => new NamedLRUCache({ name: uniq('unbounded'), ttl: 10 }), { code: 'ERR_INVALID_ARG', message: /max.*maxSize/ })
+  assert.throws(() => new NamedLRUCache({ name: uniq('calc'), maxSize: 10, sizeCalculation: () => 1 }), {
+    code: 'ERR_INVALID_ARG',
+    message: /options\.sizeCalculation/,
+  })
+})
+
+test('compatible re-opens share one cache; incompatible ones throw ERR_INVALID_ARG naming the option', () => {
+  const name = uniq('reopen')
+  const a = new NamedLRUCache({ name, max: 5, ttl: 1000 })
+  const b = new NamedLRUCache({ name, max: 5, ttl: 1000, updateAgeOnGet: true })
+  a.set('x', 'from a')
+  assert.equal(b.get('x'), 'from a')
+  assert.throws(() => new NamedLRUCache({ name, max: 6, ttl: 1000 }), { code: 'ERR_INVALID_ARG', message: /options\.max is 6.*max 5/ })
+  assert.throws(() => new NamedLRUCache({ name, max: 5, ttl: 10 }), { code: 'ERR_INVALID_ARG', message: /options\.ttl/ })
+  assert.throws(() => new NamedLRUCache({ name, max: 5, ttl: 1000, maxSize: 100 }), { code: 'ERR_INVALID_ARG', message: /options\.maxSize/ })
+  a.close()
+  assert.equal(b.get('x'), 'from a', 'the cache lives while a handle holds it')
+  assert.throws(() => a.get('x'), { code: 'ERR_CLOSED' })
+  const live = NamedLRUCache.liveCount()
+  b.close()
+  assert.equal(NamedLRUCache.liveCount(), live - 1, 'closing the last handle frees the cache')
+  const fresh = new NamedLRUCache({ name, max: 9 })
+  assert.equal(fresh.size, 0)
+  fresh.close()
+})
+
+test('one cache is shared by the main thread and workers; a worker that exits without close leaks nothing', async () => {
+  const name = uniq('shared')
+  const cache = new NamedLRUCache({ name, max: 100 })
+  cache.set('from-main', { hello: 'worker' })
+  const got = await run('lru-cache-named-worker.mjs', { name, options: { max: 100 }, mode: 'get', key: 'from-main' })
+  assert.deepEqual(got.value, { hello: 'worker' })
+  await run('lru-cache-named-worker.mjs', {
+    name,
+    options: { max: 100 },
+    entries: [['w1', 'one'], ['w2', 'two']],
+  })
+  assert.equal(cache.get('w2'), 'two')
+  const before = NamedLRUCache.liveCount()
+  const other = uniq('left-open')
+  await run('lru-cache-named-worker.mjs', { name: other, options: { max: 10 }, mode: 'leaveOpen', entries: [['k', 'v']] })
+  assert.equal(NamedLRUCache.liveCount(), before, 'the worker handle was finalized at environment teardown')
+  cache.close()
+})
+
+test('4 workers and the main thread hammering one cache keep size, bytes and values consistent', async () => {
+  const name = uniq('hammer')
+  const base = { name, max: 150, maxSize: 40_000, ops: 20_000 }
+  const keeper = new NamedLRUCache({ name, max: base.max, maxSize: base.maxSize })
+  const workers = [1, 2, 3, 4].map((thread) =>
+    run('lru-cache-named-hammer.mjs', { ...base, hammer: true, thread, seed: 7919 * thread }),
+  )
+  const mainCounts = hammer({ ...base, thread: 0, seed: 17, ops: 5000 })
+  const all = [mainCounts, ...(await Promise.all(workers))]
+  for (const counts of all) {
+    assert.deepEqual(counts.violations, [])
+    assert.ok(counts.hits > 0 && counts.sets > 0)
+  }
+  assert.ok(keeper.size <= base.max)
+  assert.ok(keeper.calculatedSize <= base.maxSize)
+  const s = keeper.stats()
+  assert.equal(s.sets, all.reduce((n, c) => n + c.sets, 0), 'every set of every thread counted once')
+  assert.equal(s.hits, all.reduce((n, c) => n + c.hits, 0))
+  let bytes = 0
+  for (const [k, v] of keeper.entries()) {
+    const prefix = typeof v === 'string' ? v.slice(0, v.indexOf('|') + 1) : v.k
+    assert.equal(prefix, `${k}|`)
+    bytes += 1
+  }
+  assert.equal(bytes, keeper.size)
+  keeper.close()
+})
+
+test('a worker terminated while writing leaves the cache usable and consistent', async () => {
+  const name = uniq('terminate')
+  const options = { max: 1000, maxSize: 200_000 }
+  const cache = new NamedLRUCache({ name, ...options })
+  const worker = new Worker(new URL('./fixtures/lru-cache-named-worker.mjs', import.meta.url), {
+    workerData: { name, options, mode: 'spin' },
+  })
+  await new Promise((resolve) => worker.once('message', resolve))
+  while (cache.stats().sets < 20_000) await new Promise((resolve) => setTimeout(resolve, 5))
+  await worker.terminate()
+  assert.ok(cache.size <= 1000 && cache.calculatedSize <= 200_000)
+  cache.set('after', 'still works')
+  assert.equal(cache.get('after'), 'still works')
+  for (const [k, v] of cache.entries()) if (k !== 'after') assert.ok(v.startsWith(`${k}|`))
+  const live = NamedLRUCache.liveCount()
+  cache.close()
+  assert.equal(NamedLRUCache.liveCount(), live - 1, "the terminated worker's handle was released")
+})
+
+test('creating and dropping 10k named caches with 1M entries returns RSS near baseline', () => {
+  const script = fileURLToPath(new URL('./fixtures/lru-cache-named-leak.mjs', import.meta.url))
+  const out = execFileSync(process.execPath, ['--expose-gc', script], { encoding: 'utf8' })
+  const { baseline, after, live } = JSON.parse(out.trim().split('\n').pop())
+  assert.equal(live, 0, 'every named cache was freed, including the ones dropped without close()')
+  assert.ok(after - baseline < 32 * 1024 * 1024, `RSS grew by ${((after - baseline) / 1048576).toFixed(1)} MiB`)
+})
