@@ -266,8 +266,12 @@ test('a worker terminated while writing leaves the cache usable and consistent',
   const worker = new Worker(new URL('./fixtures/lru-cache-named-worker.mjs', import.meta.url), {
     workerData: { name, options, mode: 'spin' },
   })
+  let exited = null
+  worker.once('error', (err) => (exited = err))
+  worker.once('exit', (code) => (exited ??= new Error(`worker exited early (${code})`)))
   await new Promise((resolve) => worker.once('message', resolve))
-  while (cache.stats().sets < 20_000) await new Promise((resolve) => setTimeout(resolve, 5))
+  while (cache.stats().sets < 20_000 && !exited) await new Promise((resolve) => setTimeout(resolve, 5))
+  assert.equal(exited, null, 'the worker was still writing when terminated')
   await worker.terminate()
   assert.ok(cache.size <= 1000 && cache.calculatedSize <= 200_000)
   cache.set('after', 'still works')

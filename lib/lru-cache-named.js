@@ -9,7 +9,9 @@
 // native call per operation, and runs `dispose`/`disposeAfter` in the thread
 // whose operation removed the entries.
 const v8 = require('node:v8')
-const { SharedCacheHandle } = require('./native.js')
+const native = require('./native.js')
+
+const { SharedCacheHandle, sharedCacheRawFunctions } = native
 const { BulkheadError, codes } = require('./errors.js')
 
 // Value tags; the Rust glue (src/js/shared_cache.rs) uses the same numbers.
@@ -54,6 +56,13 @@ function decode(r) {
 
 class NamedLRUCache {
   #h
+  // The hot paths: hand-registered Node-API functions bound to this handle
+  // (src/js/shared_cache.rs). `now` is passed only with a `perf` clock.
+  #get
+  #set
+  #has
+  #peek
+  #del
   #perf
   #collect
   #dispose
@@ -119,6 +128,12 @@ class NamedLRUCache {
       throw new TypeError('disposeAfter must be a function')
     }
     this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs)
+    const raw = sharedCacheRawFunctions(this.#h.id)
+    this.#get = raw.get
+    this.#set = raw.set
+    this.#has = raw.has
+    this.#peek = raw.peek
+    this.#del = raw.delete
     this.#name = name
     this.#max = max
     this.#maxSize = maxSize
@@ -199,7 +214,7 @@ class NamedLRUCache {
       if (updateAgeOnGet) flags |= UPDATE_AGE
       if (noDeleteOnStaleGet) flags |= NO_DELETE_ON_STALE
     }
-    const r = this.#h.get(k, this.#now(), flags)
+    const r = this.#perf === undefined ? this.#get(k, flags) : this.#get(k, flags, this.#perf.now())
     if (flags & COLLECT) this.#drain()
     return decode(r)
   }
@@ -207,13 +222,13 @@ class NamedLRUCache {
   peek(k, peekOptions) {
     checkKey(k)
     const allowStale = peekOptions?.allowStale ?? this.allowStale
-    return decode(this.#h.peek(k, this.#now(), !!allowStale))
+    return decode(this.#peek(k, allowStale ? 1 : 0, this.#now()))
   }
 
   has(k, hasOptions) {
     checkKey(k)
     const updateAgeOnHas = hasOptions?.updateAgeOnHas ?? this.updateAgeOnHas
-    return this.#h.has(k, this.#now(), !!updateAgeOnHas)
+    return this.#has(k, updateAgeOnHas ? 1 : 0, this.#now())
   }
 
   set(k, v, setOptions) {
@@ -235,16 +250,19 @@ class NamedLRUCache {
       if (typeof setOptions.ttl === 'number' && setOptions.ttl >= 0) ttl = setOptions.ttl
       if (typeof setOptions.start === 'number' && setOptions.start >= 0) start = setOptions.start
     }
+    let value = v
+    let tag = 0
     const t = typeof v
-    if (t === 'string' || t === 'number') {
-      this.#h.set(k, v, 0, ttl, start, this.#now(), flags)
-    } else if (Buffer.isBuffer(v)) {
-      this.#h.set(k, v, TAG_BUFFER, ttl, start, this.#now(), flags)
-    } else if (v instanceof Uint8Array && v.constructor === Uint8Array) {
-      this.#h.set(k, v, TAG_UINT8, ttl, start, this.#now(), flags)
-    } else {
-      this.#h.set(k, v8.serialize(v), TAG_V8, ttl, start, this.#now(), flags)
+    if (t !== 'string' && t !== 'number') {
+      if (Buffer.isBuffer(v)) tag = TAG_BUFFER
+      else if (v instanceof Uint8Array && v.constructor === Uint8Array) tag = TAG_UINT8
+      else {
+        tag = TAG_V8
+        value = v8.serialize(v)
+      }
     }
+    if (ttl === -1 && start === -1 && this.#perf === undefined) this.#set(k, value, tag, flags)
+    else this.#set(k, value, tag, flags, ttl, start, this.#now())
     if (flags & COLLECT && !(flags & NO_DISPOSE_ON_SET)) this.#drain()
     else if (flags & COLLECT) this.#h.takeDisposed()
     return this
@@ -252,7 +270,7 @@ class NamedLRUCache {
 
   delete(k) {
     checkKey(k)
-    const deleted = this.#h.delete(k, this.#collect)
+    const deleted = this.#del(k, this.#collect)
     if (this.#collect) this.#drain()
     return deleted
   }
@@ -328,7 +346,7 @@ class NamedLRUCache {
   info(k) {
     checkKey(k)
     const now = this.#now()
-    const value = decode(this.#h.peek(k, now, true))
+    const value = decode(this.#peek(k, 1, now))
     if (value === undefined) return undefined
     const entry = { value }
     const remain = this.#h.remainingTtl(k, now)

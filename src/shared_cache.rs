@@ -17,6 +17,7 @@
 //! handed back to the caller in a list, so the thread whose operation caused
 //! them runs its own `dispose` callbacks.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::mem::size_of;
 use std::sync::Arc;
@@ -27,17 +28,30 @@ const NIL: u32 = u32::MAX;
 
 /// A cache key: a string or a number. Numbers follow JS `SameValueZero`
 /// (`-0` is `0`, every `NaN` is the same key), like a JS `Map`.
+///
+/// A key is kept in its encoded form: one type byte ([`KEY_STR`] or
+/// [`KEY_NUM`]) then the UTF-8 bytes of the string or the 8 little-endian
+/// bytes of the normalized number. Lookups take the encoded bytes as a
+/// `&[u8]`, so a caller can encode into a stack buffer and look up without
+/// allocating.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Key {
-  /// A string key (UTF-8).
-  Str(Arc<str>),
-  /// A number key, stored as the bits of its normalized `f64`.
-  Num(u64),
+pub struct Key(Arc<[u8]>);
+
+/// Type byte of an encoded string key.
+pub const KEY_STR: u8 = 0;
+/// Type byte of an encoded number key.
+pub const KEY_NUM: u8 = 1;
+
+impl Borrow<[u8]> for Key {
+  fn borrow(&self) -> &[u8] {
+    &self.0
+  }
 }
 
 impl Key {
-  /// A number key, normalized so `-0 == 0` and all NaNs are equal.
-  pub fn num(n: f64) -> Self {
+  /// The encoded bytes of the number `n`, normalized so `-0 == 0` and all
+  /// NaNs are equal.
+  pub fn encode_num(n: f64) -> [u8; 9] {
     let n = if n == 0.0 {
       0.0
     } else if n.is_nan() {
@@ -45,29 +59,58 @@ impl Key {
     } else {
       n
     };
-    Key::Num(n.to_bits())
+    let mut out = [KEY_NUM; 9];
+    out[1..].copy_from_slice(&n.to_le_bytes());
+    out
+  }
+
+  /// A number key.
+  pub fn num(n: f64) -> Self {
+    Key(Arc::from(&Self::encode_num(n)[..]))
   }
 
   /// A string key.
   pub fn str(s: &str) -> Self {
-    Key::Str(Arc::from(s))
+    let mut bytes = Vec::with_capacity(s.len() + 1);
+    bytes.push(KEY_STR);
+    bytes.extend_from_slice(s.as_bytes());
+    Key(bytes.into())
+  }
+
+  /// A key from its encoded bytes (see the type docs).
+  pub fn from_encoded(bytes: &[u8]) -> Self {
+    Key(Arc::from(bytes))
+  }
+
+  /// The encoded bytes.
+  pub fn encoded(&self) -> &[u8] {
+    &self.0
   }
 
   /// The number of a number key.
   pub fn as_f64(&self) -> Option<f64> {
-    match self {
-      Key::Num(bits) => Some(f64::from_bits(*bits)),
-      Key::Str(_) => None,
+    match &self.0[..] {
+      [KEY_NUM, rest @ ..] if rest.len() == 8 => {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(rest);
+        Some(f64::from_le_bytes(le))
+      }
+      _ => None,
     }
   }
 
-  /// Bytes this key occupies outside the entry itself (a string's heap
-  /// allocation, counted with its reference-count header).
-  fn heap_bytes(&self) -> u64 {
-    match self {
-      Key::Str(s) => (s.len() + 2 * size_of::<usize>()) as u64,
-      Key::Num(_) => 0,
+  /// The UTF-8 bytes of a string key.
+  pub fn as_str_bytes(&self) -> Option<&[u8]> {
+    match &self.0[..] {
+      [KEY_STR, rest @ ..] => Some(rest),
+      _ => None,
     }
+  }
+
+  /// Bytes this key occupies outside the entry itself (its shared
+  /// allocation, with the reference-count header).
+  fn heap_bytes(&self) -> u64 {
+    (self.0.len() + 2 * size_of::<usize>()) as u64
   }
 }
 
@@ -307,7 +350,7 @@ impl Inner {
     self.unlink(i);
     let node = self.nodes[i as usize].take().expect("linked index is live");
     self.free.push(i);
-    self.map.remove(&node.key);
+    self.map.remove(node.key.encoded());
     self.calculated -= node.size;
     match reason {
       Reason::Evict => self.stats.evictions += 1,
@@ -418,7 +461,7 @@ impl SharedCache {
   /// `no_delete_on_stale`) and returned only with `allow_stale`.
   pub fn get(
     &self,
-    key: &Key,
+    key: &[u8],
     now: f64,
     opts: ReadOptions,
     mut out: Option<&mut Vec<Disposed>>,
@@ -447,7 +490,7 @@ impl SharedCache {
 
   /// Whether `key` holds a fresh value. Does not change recency; with
   /// `update_age` a fresh entry's TTL restarts.
-  pub fn has(&self, key: &Key, now: f64, update_age: bool) -> bool {
+  pub fn has(&self, key: &[u8], now: f64, update_age: bool) -> bool {
     let mut inner = self.inner.lock();
     let Some(&i) = inner.map.get(key) else {
       return false;
@@ -463,7 +506,7 @@ impl SharedCache {
   }
 
   /// The value of `key` without changing recency or removing it when stale.
-  pub fn peek(&self, key: &Key, now: f64, allow_stale: bool) -> Option<Value> {
+  pub fn peek(&self, key: &[u8], now: f64, allow_stale: bool) -> Option<Value> {
     let inner = self.inner.lock();
     let &i = inner.map.get(key)?;
     let node = inner.node(i);
@@ -512,8 +555,8 @@ impl SharedCache {
       };
       self.make_room(&mut inner, size, i, &mut out);
       inner.calculated += size;
-      if !opts.no_dispose_on_set && old != inner.node(i).value {
-        if let Some(out) = out.as_deref_mut() {
+      if let Some(out) = out.as_deref_mut() {
+        if !opts.no_dispose_on_set && old != inner.node(i).value {
           out.push(Disposed {
             key,
             value: old,
@@ -559,7 +602,7 @@ impl SharedCache {
   }
 
   /// Removes `key`. Returns whether it was present.
-  pub fn delete(&self, key: &Key, mut out: Option<&mut Vec<Disposed>>) -> bool {
+  pub fn delete(&self, key: &[u8], mut out: Option<&mut Vec<Disposed>>) -> bool {
     let mut inner = self.inner.lock();
     match inner.map.get(key) {
       Some(&i) => {
@@ -599,7 +642,7 @@ impl SharedCache {
 
   /// Milliseconds left in `key`'s TTL: 0 if absent, infinity without a
   /// TTL, negative once stale.
-  pub fn remaining_ttl(&self, key: &Key, now: f64) -> f64 {
+  pub fn remaining_ttl(&self, key: &[u8], now: f64) -> f64 {
     let inner = self.inner.lock();
     match inner.map.get(key) {
       None => 0.0,
@@ -679,7 +722,7 @@ impl SharedCache {
       if n.prev != prev {
         return Err(format!("node {i} has prev {} instead of {prev}", n.prev));
       }
-      if inner.map.get(&n.key) != Some(&i) {
+      if inner.map.get(n.key.encoded()) != Some(&i) {
         return Err(format!("node {i} is not indexed by its key"));
       }
       if n.size != entry_size(&n.key, &n.value) {
@@ -726,6 +769,10 @@ mod tests {
     Key::str(v)
   }
 
+  fn kb(v: &str) -> Vec<u8> {
+    Key::str(v).encoded().to_vec()
+  }
+
   fn set(c: &SharedCache, key: &str, v: &str, now: f64) -> Vec<Disposed> {
     let mut out = Vec::new();
     c.set(k(key), s(v), now, WriteOptions::default(), Some(&mut out));
@@ -733,17 +780,14 @@ mod tests {
   }
 
   fn get(c: &SharedCache, key: &str, now: f64) -> Option<String> {
-    c.get(&k(key), now, ReadOptions::default(), None)
+    c.get(&kb(key), now, ReadOptions::default(), None)
       .map(|v| String::from_utf8(v.bytes.to_vec()).unwrap())
   }
 
   fn keys(c: &SharedCache) -> Vec<String> {
     c.entries(0.0, false, false)
       .into_iter()
-      .map(|(key, _)| match key {
-        Key::Str(s) => s.to_string(),
-        Key::Num(_) => unreachable!(),
-      })
+      .map(|(key, _)| String::from_utf8(key.as_str_bytes().unwrap().to_vec()).unwrap())
       .collect()
   }
 
@@ -842,19 +886,19 @@ mod tests {
       ..Options::default()
     });
     set(&c, "a", "1", 1000.0);
-    assert_eq!(c.remaining_ttl(&k("a"), 1040.0), 60.0);
+    assert_eq!(c.remaining_ttl(&kb("a"), 1040.0), 60.0);
     assert_eq!(
       get(&c, "a", 1100.0).as_deref(),
       Some("1"),
       "age == ttl is fresh"
     );
-    assert!(c.has(&k("a"), 1100.0, false));
-    assert!(!c.has(&k("a"), 1101.0, false));
-    assert_eq!(c.peek(&k("a"), 1101.0, false), None);
-    assert_eq!(c.peek(&k("a"), 1101.0, true), Some(s("1")));
+    assert!(c.has(&kb("a"), 1100.0, false));
+    assert!(!c.has(&kb("a"), 1101.0, false));
+    assert_eq!(c.peek(&kb("a"), 1101.0, false), None);
+    assert_eq!(c.peek(&kb("a"), 1101.0, true), Some(s("1")));
     let mut out = Vec::new();
     let stale = c.get(
-      &k("a"),
+      &kb("a"),
       1101.0,
       ReadOptions {
         allow_stale: true,
@@ -865,7 +909,7 @@ mod tests {
     assert_eq!(stale, Some(s("1")), "allowStale returns it once");
     assert_eq!(out[0].reason, Reason::Expire);
     assert!(c.is_empty());
-    assert_eq!(c.remaining_ttl(&k("a"), 1101.0), 0.0);
+    assert_eq!(c.remaining_ttl(&kb("a"), 1101.0), 0.0);
     let st = c.stats();
     assert_eq!((st.hits, st.misses, st.expirations), (1, 1, 1));
   }
@@ -882,11 +926,11 @@ mod tests {
       update_age: true,
       ..ReadOptions::default()
     };
-    c.get(&k("a"), 90.0, read, None);
-    assert_eq!(c.remaining_ttl(&k("a"), 90.0), 100.0);
-    assert!(c.has(&k("a"), 180.0, true));
-    assert_eq!(c.remaining_ttl(&k("a"), 180.0), 100.0);
-    assert!(c.has(&k("a"), 270.0, false));
+    c.get(&kb("a"), 90.0, read, None);
+    assert_eq!(c.remaining_ttl(&kb("a"), 90.0), 100.0);
+    assert!(c.has(&kb("a"), 180.0, true));
+    assert_eq!(c.remaining_ttl(&kb("a"), 180.0), 100.0);
+    assert!(c.has(&kb("a"), 270.0, false));
   }
 
   #[test]
@@ -902,7 +946,7 @@ mod tests {
       no_delete_on_stale: true,
       ..ReadOptions::default()
     };
-    assert_eq!(c.get(&k("a"), 20.0, read, None), None);
+    assert_eq!(c.get(&kb("a"), 20.0, read, None), None);
     assert_eq!(c.len(), 2);
     assert_eq!(c.entries(20.0, false, false).len(), 1);
     assert_eq!(c.entries(20.0, true, true).len(), 2);
@@ -920,8 +964,8 @@ mod tests {
     });
     set(&c, "a", "1", 0.0);
     set(&c, "b", "2", 0.0);
-    c.peek(&k("a"), 0.0, false);
-    c.has(&k("a"), 0.0, false);
+    c.peek(&kb("a"), 0.0, false);
+    c.has(&kb("a"), 0.0, false);
     let out = set(&c, "c", "3", 0.0);
     assert_eq!(out[0].key, k("a"));
   }
@@ -936,8 +980,8 @@ mod tests {
       set(&c, key, key, 0.0);
     }
     let mut out = Vec::new();
-    assert!(c.delete(&k("b"), Some(&mut out)));
-    assert!(!c.delete(&k("b"), Some(&mut out)));
+    assert!(c.delete(&kb("b"), Some(&mut out)));
+    assert!(!c.delete(&kb("b"), Some(&mut out)));
     assert_eq!(c.pop(Some(&mut out)).map(|(key, _)| key), Some(k("a")));
     c.clear(Some(&mut out));
     let reasons: Vec<_> = out.iter().map(|d| (d.key.clone(), d.reason)).collect();
@@ -969,7 +1013,7 @@ mod tests {
       None,
     );
     assert_eq!(
-      c.get(&Key::num(0.0), 0.0, ReadOptions::default(), None),
+      c.get(&Key::encode_num(0.0), 0.0, ReadOptions::default(), None),
       Some(s("zero"))
     );
     c.set(
@@ -980,7 +1024,7 @@ mod tests {
       None,
     );
     let other_nan = f64::from_bits(f64::NAN.to_bits() | 1);
-    assert!(c.has(&Key::num(other_nan), 0.0, false));
+    assert!(c.has(&Key::encode_num(other_nan), 0.0, false));
     assert_ne!(Key::num(1.0), Key::str("1"), "1 and '1' are different keys");
     assert_eq!(Key::num(2.5).as_f64(), Some(2.5));
   }
@@ -1037,12 +1081,12 @@ mod tests {
                 c.set(k(&key), s(&v), now, WriteOptions::default(), Some(&mut out));
               }
               4..=7 => {
-                if let Some(v) = c.get(&k(&key), now, ReadOptions::default(), Some(&mut out)) {
+                if let Some(v) = c.get(&kb(&key), now, ReadOptions::default(), Some(&mut out)) {
                   assert!(v.bytes.starts_with(key.as_bytes()), "foreign value");
                 }
               }
               8 => {
-                c.delete(&k(&key), Some(&mut out));
+                c.delete(&kb(&key), Some(&mut out));
               }
               _ => {
                 if rng.next().is_multiple_of(50) {

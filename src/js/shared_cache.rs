@@ -1,27 +1,40 @@
-//! The napi glue of the named (process-wide) cache: `SharedCacheHandle`, one
-//! per `NamedLRUCache` object, holding a registry handle on the shared store.
+//! The napi glue of the named (process-wide) cache.
 //!
-//! Every operation is one call. Keys and values are converted by hand
-//! (`KeyIn`, `ValueIn`, `Js`) with single Node-API calls rather than through
-//! napi-rs `Either`s, which try each type in turn. Values come back as a JS
-//! string (tag `STR`), a number (tag `NUM`), or a `Buffer` whose first byte is
-//! the tag (the JS layer decodes it: a Buffer, a Uint8Array, or V8-serialized
-//! bytes). The handle's finalizer runs when its environment is torn down, so
-//! a worker that exits without `close()` still lets go of the store.
+//! `SharedCacheHandle` (a napi-rs class, one per `NamedLRUCache` object)
+//! owns a registry handle on the shared store, kept in a per-thread slot
+//! table under a numeric id. The hot operations (`get`, `set`, `has`,
+//! `peek`, `delete`) are hand-registered Node-API functions that take that
+//! id: they skip napi-rs's `this` unwrapping and argument conversions, and
+//! look keys up from a stack buffer without allocating (measured in
+//! bench/lru-cache-named.bench.mjs and docs/named-cache-architecture.md).
+//! Everything else is an ordinary class method.
+//!
+//! Values come back as a JS string (tag `STR`), a number (tag `NUM`), or a
+//! `Buffer` whose first byte is the tag (the JS layer decodes it: a Buffer,
+//! a Uint8Array, or V8-serialized bytes).
+//!
+//! Lifetime: the class's finalizer (run when the JS object is collected,
+//! and at environment teardown when a worker exits or is terminated) frees
+//! the slot, which drops the registry handle; the last handle in the process
+//! frees the store.
 
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::ptr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName, ValidateNapiValue};
+use napi::bindgen_prelude::{Env, FromNapiValue, Object, ToNapiValue, TypeName, ValidateNapiValue};
 use napi::{sys, Status, ValueType};
 use napi_derive::napi;
 
 use crate::error::{Error, ErrorCode};
 use crate::registry::{Named, Registry};
 use crate::shared_cache::{
-  Disposed, Key, Options, ReadOptions, SetOutcome, SharedCache, Value, WriteOptions, ENTRY_OVERHEAD,
+  Disposed, Key, Options, ReadOptions, SetOutcome, SharedCache, Value, WriteOptions,
+  ENTRY_OVERHEAD, KEY_STR,
 };
 
 static CACHES: Registry<SharedCache> = Registry::new();
@@ -30,14 +43,23 @@ static ORIGIN: OnceLock<Instant> = OnceLock::new();
 /// Value tags; the JS layer (lib/lru-cache-named.js) uses the same numbers.
 const TAG_STR: u8 = 0;
 const TAG_NUM: u8 = 1;
+/// A string whose UTF-8 bytes are all ASCII: made back into a JS string
+/// with a plain Latin-1 copy instead of UTF-8 decoding (internal; JS sees a
+/// string either way).
+const TAG_ASCII: u8 = 5;
 
-/// Read flags (bits of `flags`), shared with lib/lru-cache-named.js.
+/// Flag bits of the calls, shared with lib/lru-cache-named.js.
 const ALLOW_STALE: u32 = 1;
 const UPDATE_AGE: u32 = 2;
 const NO_DELETE_ON_STALE: u32 = 4;
 const COLLECT: u32 = 8;
 const NO_DISPOSE_ON_SET: u32 = 16;
 const NO_UPDATE_TTL: u32 = 32;
+
+/// Ids are `generation * 2^20 + index`, so an id of a freed slot never
+/// reaches the handle that reuses the index.
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 /// Milliseconds on the process-wide clock every thread shares, unless the
 /// caller passed its own `now` (lru-cache's `perf` option, for tests).
@@ -49,6 +71,93 @@ fn now_or(now: f64) -> f64 {
     ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0 + 1.0
   }
 }
+
+// ---------------------------------------------------------------------------
+// The per-thread slot table.
+
+struct Slot {
+  generation: u32,
+  store: Option<Named<SharedCache>>,
+  disposed: Vec<Disposed>,
+}
+
+#[derive(Default)]
+struct Slots {
+  slots: Vec<Slot>,
+  free: Vec<u32>,
+}
+
+thread_local! {
+  // Only ever borrowed for a store operation that calls no JS, so no
+  // finalizer can run (and re-borrow) while it is borrowed.
+  static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
+}
+
+fn open_slot(store: Named<SharedCache>) -> u64 {
+  SLOTS.with(|cell| {
+    let mut t = cell.borrow_mut();
+    let index = match t.free.pop() {
+      Some(i) => i,
+      None => {
+        t.slots.push(Slot {
+          generation: 0,
+          store: None,
+          disposed: Vec::new(),
+        });
+        (t.slots.len() - 1) as u32
+      }
+    };
+    let slot = &mut t.slots[index as usize];
+    slot.generation = slot.generation.wrapping_add(1) & 0x0FFF_FFFF;
+    slot.store = Some(store);
+    ((slot.generation as u64) << INDEX_BITS) | index as u64
+  })
+}
+
+fn close_slot(id: u64) {
+  // At thread exit the table may already be gone; its own drop then
+  // released every handle.
+  let _ = SLOTS.try_with(|cell| {
+    let released = {
+      let mut t = cell.borrow_mut();
+      let index = (id & INDEX_MASK) as u32;
+      match t.slots.get_mut(index as usize) {
+        Some(slot) if slot.generation as u64 == id >> INDEX_BITS && slot.store.is_some() => {
+          let store = slot.store.take();
+          let disposed = std::mem::take(&mut slot.disposed);
+          t.free.push(index);
+          Some((store, disposed))
+        }
+        _ => None,
+      }
+    };
+    // Dropped outside the borrow.
+    drop(released);
+  });
+}
+
+/// Runs `f` on the store of handle `id` and its dispose list.
+fn with_store<R>(
+  id: u64,
+  f: impl FnOnce(&SharedCache, &mut Vec<Disposed>) -> R,
+) -> Result<R, Error> {
+  SLOTS.with(|cell| {
+    let mut t = cell.borrow_mut();
+    match t.slots.get_mut((id & INDEX_MASK) as usize) {
+      Some(Slot {
+        generation,
+        store: Some(store),
+        disposed,
+      }) if *generation as u64 == id >> INDEX_BITS => Ok(f(store, disposed)),
+      _ => Err(Error::closed("this named LRUCache is closed")),
+    }
+  })
+}
+
+// ---------------------------------------------------------------------------
+// Conversions. Safety argument for every `unsafe fn` here: they are called
+// on the JS thread of `env`, inside a Node-API callback, with values of the
+// current handle scope, and check every Node-API status.
 
 fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
   if status == sys::Status::napi_ok {
@@ -64,19 +173,68 @@ unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> napi::Result<i32> {
   Ok(t)
 }
 
-/// Reads a JS string as UTF-8 bytes: through a stack buffer when it fits,
-/// else with one length query and one heap read.
-unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Vec<u8>> {
-  const STACK: usize = 512;
-  let mut buf = [0u8; STACK];
-  let mut len = 0usize;
-  check(
-    sys::napi_get_value_string_utf8(env, v, buf.as_mut_ptr() as *mut c_char, STACK, &mut len),
-    "expected a string",
-  )?;
-  if len < STACK - 4 {
-    return Ok(buf[..len].to_vec());
+const KEY_STACK: usize = 1024;
+
+/// An encoded key (see [`Key`]) in a stack buffer, or on the heap when long.
+struct KeyBuf {
+  stack: [MaybeUninit<u8>; KEY_STACK],
+  len: usize,
+  heap: Vec<u8>,
+}
+
+impl KeyBuf {
+  fn bytes(&self) -> &[u8] {
+    if self.heap.is_empty() {
+      // SAFETY: the first `len` bytes of `stack` were written by `read_key`.
+      unsafe { std::slice::from_raw_parts(self.stack.as_ptr().cast(), self.len) }
+    } else {
+      &self.heap
+    }
   }
+}
+
+/// Error for a key of another type. The JS layer checks keys first with
+/// lru-cache-style messages; this guards direct calls.
+const BAD_KEY: &CStr = c"named LRUCache keys must be strings or numbers";
+
+/// Reads a string or number key into `buf`. Returns false for other types.
+/// Tries a string first (the common case) so it costs one Node-API call.
+unsafe fn read_key(env: sys::napi_env, v: sys::napi_value, buf: &mut KeyBuf) -> napi::Result<bool> {
+  buf.stack[0] = MaybeUninit::new(KEY_STR);
+  let mut len = 0usize;
+  let status = sys::napi_get_value_string_utf8(
+    env,
+    v,
+    buf.stack.as_mut_ptr().add(1).cast(),
+    KEY_STACK - 1,
+    &mut len,
+  );
+  if status == sys::Status::napi_ok {
+    // Node writes at most KEY_STACK - 2 bytes and a NUL; a string that
+    // filled the buffer may have been cut, so read it again in full.
+    if len + 2 < KEY_STACK {
+      buf.len = len + 1;
+    } else {
+      let s = read_utf8(env, v)?;
+      buf.heap = Vec::with_capacity(s.len() + 1);
+      buf.heap.push(KEY_STR);
+      buf.heap.extend_from_slice(&s);
+    }
+    return Ok(true);
+  }
+  let mut n = 0f64;
+  if sys::napi_get_value_double(env, v, &mut n) != sys::Status::napi_ok {
+    return Ok(false);
+  }
+  let enc = Key::encode_num(n);
+  ptr::copy_nonoverlapping(enc.as_ptr(), buf.stack.as_mut_ptr().cast(), enc.len());
+  buf.len = enc.len();
+  Ok(true)
+}
+
+/// Reads a JS string as UTF-8 bytes (one length query, one read).
+unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Vec<u8>> {
+  let mut len = 0usize;
   check(
     sys::napi_get_value_string_utf8(env, v, ptr::null_mut(), 0, &mut len),
     "expected a string",
@@ -90,149 +248,62 @@ unsafe fn read_utf8(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Vec<
   Ok(heap)
 }
 
-/// A key from JS: a string or a number (the JS layer rejects other types
-/// with lru-cache-style `TypeError`s before calling).
-pub struct KeyIn(Key);
-
-impl TypeName for KeyIn {
-  fn type_name() -> &'static str {
-    "string | number"
-  }
-  fn value_type() -> ValueType {
-    ValueType::Unknown
-  }
-}
-
-impl ValidateNapiValue for KeyIn {}
-
-impl FromNapiValue for KeyIn {
-  unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
-    match type_of(env, v)? {
-      sys::ValueType::napi_number => {
-        let mut n = 0f64;
-        check(
-          sys::napi_get_value_double(env, v, &mut n),
-          "expected a number",
-        )?;
-        Ok(KeyIn(Key::num(n)))
-      }
-      sys::ValueType::napi_string => {
-        let bytes = read_utf8(env, v)?;
-        // JS strings read as UTF-8 are valid UTF-8 (lone surrogates become U+FFFD).
-        let s = String::from_utf8(bytes).map_err(|_| napi::Error::from_reason("invalid UTF-8"))?;
-        Ok(KeyIn(Key::Str(s.into())))
-      }
-      _ => Err(napi::Error::new(
-        Status::InvalidArg,
-        "named cache keys must be strings or numbers".to_owned(),
-      )),
+/// Reads a value: a string, a number, or a Uint8Array whose bytes `tag`
+/// describes. Binary values keep their tag as the first byte, so `get`
+/// hands JS one Buffer it can decode without a second call.
+unsafe fn read_value(env: sys::napi_env, v: sys::napi_value, tag: u8) -> napi::Result<Value> {
+  match type_of(env, v)? {
+    sys::ValueType::napi_string => {
+      const STACK: usize = 4096;
+      let mut stack = [MaybeUninit::<u8>::uninit(); STACK];
+      let mut len = 0usize;
+      check(
+        sys::napi_get_value_string_utf8(env, v, stack.as_mut_ptr().cast(), STACK, &mut len),
+        "expected a string",
+      )?;
+      let bytes: Arc<[u8]> = if len + 1 < STACK {
+        // SAFETY: Node wrote `len` bytes (and a NUL) into `stack`.
+        Arc::from(std::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len))
+      } else {
+        read_utf8(env, v)?.into()
+      };
+      let tag = if bytes.is_ascii() { TAG_ASCII } else { TAG_STR };
+      Ok(Value { tag, bytes })
     }
-  }
-}
-
-/// A value from JS: a string, a number, or a `Uint8Array` (the tag argument
-/// of `set` says what its bytes encode).
-pub struct ValueIn(ValueKind);
-
-/// What a [`ValueIn`] held.
-pub enum ValueKind {
-  /// A string's UTF-8 bytes.
-  Str(Vec<u8>),
-  /// A number.
-  Num(f64),
-  /// A typed array's bytes.
-  Bytes(Vec<u8>),
-}
-
-impl TypeName for ValueIn {
-  fn type_name() -> &'static str {
-    "string | number | Uint8Array"
-  }
-  fn value_type() -> ValueType {
-    ValueType::Unknown
-  }
-}
-
-impl ValidateNapiValue for ValueIn {}
-
-impl FromNapiValue for ValueIn {
-  unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
-    match type_of(env, v)? {
-      sys::ValueType::napi_string => Ok(ValueIn(ValueKind::Str(read_utf8(env, v)?))),
-      sys::ValueType::napi_number => {
-        let mut n = 0f64;
-        check(
-          sys::napi_get_value_double(env, v, &mut n),
-          "expected a number",
-        )?;
-        Ok(ValueIn(ValueKind::Num(n)))
-      }
-      _ => {
-        let mut kind = 0;
-        let mut len = 0usize;
-        let mut data = ptr::null_mut();
-        let mut ab = ptr::null_mut();
-        let mut offset = 0usize;
-        check(
-          sys::napi_get_typedarray_info(
-            env,
-            v,
-            &mut kind,
-            &mut len,
-            &mut data,
-            &mut ab,
-            &mut offset,
-          ),
-          "named cache values reach Rust as strings, numbers or Uint8Arrays",
-        )?;
-        if kind != sys::TypedarrayType::uint8_array {
-          return Err(napi::Error::from_reason("expected a Uint8Array"));
-        }
-        let bytes = if len == 0 || data.is_null() {
-          Vec::new()
-        } else {
-          // SAFETY: Node reports `len` bytes at `data` for this live typed
-          // array; they are copied before the call returns.
-          std::slice::from_raw_parts(data as *const u8, len).to_vec()
-        };
-        Ok(ValueIn(ValueKind::Bytes(bytes)))
-      }
+    sys::ValueType::napi_number => {
+      let mut n = 0f64;
+      check(
+        sys::napi_get_value_double(env, v, &mut n),
+        "expected a number",
+      )?;
+      Ok(Value::new(TAG_NUM, &n.to_le_bytes()))
     }
-  }
-}
-
-impl ValueIn {
-  fn into_value(self, tag: u32) -> Value {
-    match self.0 {
-      ValueKind::Str(bytes) => Value {
-        tag: TAG_STR,
+    _ => {
+      let mut kind = 0;
+      let mut len = 0usize;
+      let mut data = ptr::null_mut();
+      let mut ab = ptr::null_mut();
+      let mut offset = 0usize;
+      check(
+        sys::napi_get_typedarray_info(env, v, &mut kind, &mut len, &mut data, &mut ab, &mut offset),
+        "named cache values reach Rust as strings, numbers or Uint8Arrays",
+      )?;
+      if kind != sys::TypedarrayType::uint8_array {
+        return Err(napi::Error::from_reason("expected a Uint8Array"));
+      }
+      let mut bytes = Vec::with_capacity(len + 1);
+      bytes.push(tag);
+      if len != 0 && !data.is_null() {
+        // SAFETY: Node reports `len` bytes at `data` for this live typed
+        // array; they are copied before the call returns.
+        bytes.extend_from_slice(std::slice::from_raw_parts(data as *const u8, len));
+      }
+      Ok(Value {
+        tag,
         bytes: bytes.into(),
-      },
-      ValueKind::Num(n) => Value::new(TAG_NUM, &n.to_le_bytes()),
-      ValueKind::Bytes(mut bytes) => {
-        // Binary values keep their tag as the first byte, so `get` hands
-        // JS one Buffer it can decode without a second call.
-        let tag = tag as u8;
-        bytes.insert(0, tag);
-        Value {
-          tag,
-          bytes: bytes.into(),
-        }
-      }
+      })
     }
   }
-}
-
-/// One JS value built from the store: a key, a value, a number or a string.
-pub enum Js {
-  /// A key.
-  Key(Key),
-  /// A value.
-  Value(Value),
-  /// A number.
-  Num(f64),
-  /// A static string (dispose reasons).
-  Str(&'static str),
 }
 
 unsafe fn js_string(env: sys::napi_env, bytes: &[u8]) -> napi::Result<sys::napi_value> {
@@ -258,46 +329,115 @@ unsafe fn js_number(env: sys::napi_env, n: f64) -> napi::Result<sys::napi_value>
   Ok(out)
 }
 
-impl ToNapiValue for Js {
-  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
-    match val {
-      Js::Key(Key::Str(s)) => js_string(env, s.as_bytes()),
-      Js::Key(key) => js_number(env, key.as_f64().unwrap_or(f64::NAN)),
-      Js::Num(n) => js_number(env, n),
-      Js::Str(s) => js_string(env, s.as_bytes()),
-      Js::Value(v) => match v.tag {
-        TAG_STR => js_string(env, &v.bytes),
-        TAG_NUM => {
-          let mut le = [0u8; 8];
-          le.copy_from_slice(&v.bytes[..8]);
-          js_number(env, f64::from_le_bytes(le))
-        }
-        _ => {
-          let mut data = ptr::null_mut();
-          let mut out = ptr::null_mut();
-          check(
-            sys::napi_create_buffer_copy(
-              env,
-              v.bytes.len(),
-              v.bytes.as_ptr().cast(),
-              &mut data,
-              &mut out,
-            ),
-            "napi_create_buffer_copy failed",
-          )?;
-          Ok(out)
-        }
-      },
+unsafe fn js_value(env: sys::napi_env, v: &Value) -> napi::Result<sys::napi_value> {
+  match v.tag {
+    TAG_STR => js_string(env, &v.bytes),
+    TAG_ASCII => {
+      let mut out = ptr::null_mut();
+      check(
+        sys::napi_create_string_latin1(
+          env,
+          v.bytes.as_ptr() as *const c_char,
+          v.bytes.len() as isize,
+          &mut out,
+        ),
+        "napi_create_string_latin1 failed",
+      )?;
+      Ok(out)
+    }
+    TAG_NUM => {
+      let mut le = [0u8; 8];
+      le.copy_from_slice(&v.bytes[..8]);
+      js_number(env, f64::from_le_bytes(le))
+    }
+    _ => {
+      let mut data = ptr::null_mut();
+      let mut out = ptr::null_mut();
+      check(
+        sys::napi_create_buffer_copy(
+          env,
+          v.bytes.len(),
+          v.bytes.as_ptr().cast(),
+          &mut data,
+          &mut out,
+        ),
+        "napi_create_buffer_copy failed",
+      )?;
+      Ok(out)
     }
   }
 }
+
+unsafe fn js_key(env: sys::napi_env, k: &Key) -> napi::Result<sys::napi_value> {
+  match k.as_str_bytes() {
+    Some(s) => js_string(env, s),
+    None => js_number(env, k.as_f64().unwrap_or(f64::NAN)),
+  }
+}
+
+/// A key argument of the class methods.
+pub struct KeyIn(Key);
+
+impl TypeName for KeyIn {
+  fn type_name() -> &'static str {
+    "string | number"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Unknown
+  }
+}
+
+impl ValidateNapiValue for KeyIn {}
+
+impl FromNapiValue for KeyIn {
+  unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+    let mut buf = KeyBuf {
+      stack: [MaybeUninit::uninit(); KEY_STACK],
+      len: 0,
+      heap: Vec::new(),
+    };
+    if !read_key(env, v, &mut buf)? {
+      return Err(napi::Error::new(
+        Status::InvalidArg,
+        BAD_KEY.to_string_lossy().into_owned(),
+      ));
+    }
+    Ok(KeyIn(Key::from_encoded(buf.bytes())))
+  }
+}
+
+/// One JS value built from the store: a key, a value, a number or a string.
+pub enum Js {
+  /// A key.
+  Key(Key),
+  /// A value.
+  Value(Value),
+  /// A number.
+  Num(f64),
+  /// A static string (dispose reasons).
+  Str(&'static str),
+}
+
+impl ToNapiValue for Js {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    match val {
+      Js::Key(k) => js_key(env, &k),
+      Js::Num(n) => js_number(env, n),
+      Js::Str(s) => js_string(env, s.as_bytes()),
+      Js::Value(v) => js_value(env, &v),
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The class.
 
 /// A handle on a named cache store shared by every worker_thread. Used by
 /// `NamedLRUCache` (lib/lru-cache-named.js); not meant to be used directly.
 #[napi]
 pub struct SharedCacheHandle {
-  handle: Option<Named<SharedCache>>,
-  disposed: Vec<Disposed>,
+  id: u64,
+  closed: bool,
 }
 
 fn incompatible(name: &str, option: &str, have: f64, want: f64) -> Error {
@@ -353,120 +493,49 @@ impl SharedCacheHandle {
       },
     )?;
     Ok(Self {
-      handle: Some(handle),
-      disposed: Vec::new(),
+      id: open_slot(handle),
+      closed: false,
     })
   }
 
-  fn store(&self) -> Result<&SharedCache, Error> {
-    self
-      .handle
-      .as_deref()
-      .ok_or_else(|| Error::closed("this named LRUCache is closed"))
-  }
-
-  fn parts(&mut self, flags: u32) -> Result<(&SharedCache, Option<&mut Vec<Disposed>>), Error> {
-    let store = self
-      .handle
-      .as_deref()
-      .ok_or_else(|| Error::closed("this named LRUCache is closed"))?;
-    let out = (flags & COLLECT != 0).then_some(&mut self.disposed);
-    Ok((store, out))
-  }
-
-  /// `get`: the value (a string, number or tagged Buffer) or `undefined`.
-  #[napi(ts_return_type = "string | number | Buffer | undefined")]
-  pub fn get(&mut self, key: KeyIn, now: f64, flags: u32) -> napi::Result<Option<Js>, ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    let opts = ReadOptions {
-      allow_stale: flags & ALLOW_STALE != 0,
-      update_age: flags & UPDATE_AGE != 0,
-      no_delete_on_stale: flags & NO_DELETE_ON_STALE != 0,
-    };
-    Ok(store.get(&key.0, now_or(now), opts, out).map(Js::Value))
-  }
-
-  /// `peek`: the value without touching recency or removing a stale entry.
-  #[napi(ts_return_type = "string | number | Buffer | undefined")]
-  pub fn peek(
-    &self,
-    key: KeyIn,
-    now: f64,
-    allow_stale: bool,
-  ) -> napi::Result<Option<Js>, ErrorCode> {
-    Ok(
-      self
-        .store()?
-        .peek(&key.0, now_or(now), allow_stale)
-        .map(Js::Value),
-    )
-  }
-
-  /// `has`: whether a fresh value is held.
-  #[napi]
-  pub fn has(&self, key: KeyIn, now: f64, update_age: bool) -> napi::Result<bool, ErrorCode> {
-    Ok(self.store()?.has(&key.0, now_or(now), update_age))
-  }
-
-  /// `set`: stores the value; `tag` says what a Uint8Array's bytes encode.
-  /// `ttl`/`start` below 0 mean "the default". Returns false if the entry
-  /// was larger than `maxEntrySize` and was not stored.
-  #[allow(clippy::too_many_arguments)]
-  #[napi]
-  pub fn set(
-    &mut self,
-    key: KeyIn,
-    value: ValueIn,
-    tag: u32,
-    ttl: f64,
-    start: f64,
-    now: f64,
-    flags: u32,
-  ) -> napi::Result<bool, ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    let opts = WriteOptions {
-      ttl: (ttl >= 0.0).then_some(ttl),
-      start: (start >= 0.0).then_some(start),
-      no_dispose_on_set: flags & NO_DISPOSE_ON_SET != 0,
-      no_update_ttl: flags & NO_UPDATE_TTL != 0,
-    };
-    let outcome = store.set(key.0, value.into_value(tag), now_or(now), opts, out);
-    Ok(outcome == SetOutcome::Stored)
-  }
-
-  /// `delete`: removes the key; returns whether it was present.
-  #[napi]
-  pub fn delete(&mut self, key: KeyIn, flags: u32) -> napi::Result<bool, ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    Ok(store.delete(&key.0, out))
+  /// The id `sharedCacheRawFunctions` binds the hot-path functions to, or -1 once closed.
+  #[napi(getter)]
+  pub fn id(&self) -> f64 {
+    if self.closed {
+      -1.0
+    } else {
+      self.id as f64
+    }
   }
 
   /// `clear`: removes every entry.
   #[napi]
-  pub fn clear(&mut self, flags: u32) -> napi::Result<(), ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    store.clear(out);
+  pub fn clear(&self, flags: u32) -> napi::Result<(), ErrorCode> {
+    with_store(self.id, |s, d| s.clear(collect(flags, d)))?;
     Ok(())
   }
 
   /// `pop`: removes the least recently used entry and returns its value.
   #[napi(ts_return_type = "string | number | Buffer | undefined")]
-  pub fn pop(&mut self, flags: u32) -> napi::Result<Option<Js>, ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    Ok(store.pop(out).map(|(_, v)| Js::Value(v)))
+  pub fn pop(&self, flags: u32) -> napi::Result<Option<Js>, ErrorCode> {
+    let popped = with_store(self.id, |s, d| s.pop(collect(flags, d)))?;
+    Ok(popped.map(|(_, v)| Js::Value(v)))
   }
 
   /// `purgeStale`: removes every stale entry; returns whether any was.
   #[napi]
-  pub fn purge_stale(&mut self, now: f64, flags: u32) -> napi::Result<bool, ErrorCode> {
-    let (store, out) = self.parts(flags)?;
-    Ok(store.purge_stale(now_or(now), out))
+  pub fn purge_stale(&self, now: f64, flags: u32) -> napi::Result<bool, ErrorCode> {
+    Ok(with_store(self.id, |s, d| {
+      s.purge_stale(now_or(now), collect(flags, d))
+    })?)
   }
 
   /// `getRemainingTTL`.
   #[napi]
   pub fn remaining_ttl(&self, key: KeyIn, now: f64) -> napi::Result<f64, ErrorCode> {
-    Ok(self.store()?.remaining_ttl(&key.0, now_or(now)))
+    Ok(with_store(self.id, |s, _| {
+      s.remaining_ttl(key.0.encoded(), now_or(now))
+    })?)
   }
 
   /// A snapshot for iteration: `[key, value, key, value, ...]`, most
@@ -478,7 +547,7 @@ impl SharedCacheHandle {
     allow_stale: bool,
     reverse: bool,
   ) -> napi::Result<Vec<Js>, ErrorCode> {
-    let entries = self.store()?.entries(now_or(now), allow_stale, reverse);
+    let entries = with_store(self.id, |s, _| s.entries(now_or(now), allow_stale, reverse))?;
     let mut flat = Vec::with_capacity(entries.len() * 2);
     for (k, v) in entries {
       flat.push(Js::Key(k));
@@ -491,7 +560,7 @@ impl SharedCacheHandle {
   #[napi(ts_return_type = "Array<string | number | Buffer>")]
   pub fn dump(&self, now: f64) -> napi::Result<Vec<Js>, ErrorCode> {
     let now = now_or(now);
-    let dump = self.store()?.dump();
+    let dump = with_store(self.id, |s, _| s.dump())?;
     let mut flat = Vec::with_capacity(dump.len() * 5);
     for e in dump {
       flat.push(Js::Key(e.key));
@@ -506,12 +575,13 @@ impl SharedCacheHandle {
   /// The entries the last operations removed, `[key, value, reason, ...]`,
   /// or `undefined` if none (only collected when a call passed `COLLECT`).
   #[napi(ts_return_type = "Array<string | number | Buffer> | undefined")]
-  pub fn take_disposed(&mut self) -> Option<Vec<Js>> {
-    if self.disposed.is_empty() {
+  pub fn take_disposed(&self) -> Option<Vec<Js>> {
+    let disposed = with_store(self.id, |_, d| std::mem::take(d)).ok()?;
+    if disposed.is_empty() {
       return None;
     }
-    let mut flat = Vec::with_capacity(self.disposed.len() * 3);
-    for d in self.disposed.drain(..) {
+    let mut flat = Vec::with_capacity(disposed.len() * 3);
+    for d in disposed {
       flat.push(Js::Key(d.key));
       flat.push(Js::Value(d.value));
       flat.push(Js::Str(d.reason.as_str()));
@@ -522,7 +592,7 @@ impl SharedCacheHandle {
   /// `[hits, misses, sets, evictions, expirations, deletes, size, calculatedSize]`.
   #[napi]
   pub fn stats(&self) -> napi::Result<Vec<f64>, ErrorCode> {
-    let (len, bytes, s) = self.store()?.snapshot();
+    let (len, bytes, s) = with_store(self.id, |s, _| s.snapshot())?;
     Ok(vec![
       s.hits as f64,
       s.misses as f64,
@@ -538,13 +608,13 @@ impl SharedCacheHandle {
   /// How many entries are held.
   #[napi(getter)]
   pub fn size(&self) -> napi::Result<u32, ErrorCode> {
-    Ok(self.store()?.len() as u32)
+    Ok(with_store(self.id, |s, _| s.len())? as u32)
   }
 
   /// The bytes held (key + value + per-entry overhead of every entry).
   #[napi(getter)]
   pub fn calculated_size(&self) -> napi::Result<f64, ErrorCode> {
-    Ok(self.store()?.calculated_size() as f64)
+    Ok(with_store(self.id, |s, _| s.calculated_size())? as f64)
   }
 
   /// The current time on the shared clock, in ms.
@@ -556,14 +626,16 @@ impl SharedCacheHandle {
   /// Lets go of this handle; the store is freed when no thread holds one.
   #[napi]
   pub fn close(&mut self) {
-    self.handle = None;
-    self.disposed = Vec::new();
+    if !self.closed {
+      self.closed = true;
+      close_slot(self.id);
+    }
   }
 
   /// Whether `close()` was called.
   #[napi(getter)]
   pub fn closed(&self) -> bool {
-    self.handle.is_none()
+    self.closed
   }
 
   /// How many named caches are alive in the process (for leak tests).
@@ -576,5 +648,296 @@ impl SharedCacheHandle {
   #[napi]
   pub fn entry_overhead() -> u32 {
     ENTRY_OVERHEAD as u32
+  }
+}
+
+impl Drop for SharedCacheHandle {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+fn collect(flags: u32, d: &mut Vec<Disposed>) -> Option<&mut Vec<Disposed>> {
+  (flags & COLLECT != 0).then_some(d)
+}
+
+// ---------------------------------------------------------------------------
+// Hand-registered hot paths. Safety argument (as in boundary.rs): Node calls
+// each callback on the JS thread of `env` with a valid `info`; arguments are
+// read with `napi_get_cb_info` into fixed arrays (missing ones are
+// `undefined`); no `napi_value` outlives the call; no JS runs while the slot
+// table is borrowed; every status is checked, and a failure throws and
+// returns null, which Node turns into the pending exception.
+
+unsafe fn throw(env: sys::napi_env, err: &Error) -> sys::napi_value {
+  let code = err.code.as_str();
+  let mut code_v = ptr::null_mut();
+  let mut msg_v = ptr::null_mut();
+  let mut error = ptr::null_mut();
+  if sys::napi_create_string_utf8(env, code.as_ptr().cast(), code.len() as isize, &mut code_v)
+    == sys::Status::napi_ok
+    && sys::napi_create_string_utf8(
+      env,
+      err.message.as_ptr().cast(),
+      err.message.len() as isize,
+      &mut msg_v,
+    ) == sys::Status::napi_ok
+    && sys::napi_create_error(env, code_v, msg_v, &mut error) == sys::Status::napi_ok
+  {
+    sys::napi_throw(env, error);
+  } else {
+    sys::napi_throw_error(
+      env,
+      ptr::null(),
+      c"bulkhead: could not build an error".as_ptr(),
+    );
+  }
+  ptr::null_mut()
+}
+
+unsafe fn throw_napi(env: sys::napi_env, err: napi::Error) -> sys::napi_value {
+  throw(env, &Error::new(ErrorCode::InvalidArg, err.reason.clone()))
+}
+
+unsafe fn throw_type(env: sys::napi_env, message: &CStr) -> sys::napi_value {
+  sys::napi_throw_type_error(env, ptr::null(), message.as_ptr());
+  ptr::null_mut()
+}
+
+/// The arguments of a raw call, how many were passed, and the handle id
+/// the function was bound to (its `data` pointer).
+unsafe fn args<const N: usize>(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> napi::Result<([sys::napi_value; N], usize, u64)> {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  let mut data = ptr::null_mut();
+  check(
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      &mut data,
+    ),
+    "cannot read arguments",
+  )?;
+  Ok((argv, argc, data as usize as u64))
+}
+
+unsafe fn num(env: sys::napi_env, v: sys::napi_value) -> napi::Result<f64> {
+  let mut n = 0f64;
+  check(
+    sys::napi_get_value_double(env, v, &mut n),
+    "expected a number",
+  )?;
+  Ok(n)
+}
+
+/// `now` from an optional argument: the caller's clock if given, else the
+/// shared clock.
+unsafe fn now_arg(
+  env: sys::napi_env,
+  argv: &[sys::napi_value],
+  argc: usize,
+  i: usize,
+) -> napi::Result<f64> {
+  if argc > i {
+    Ok(now_or(num(env, argv[i])?))
+  } else {
+    Ok(now_or(-1.0))
+  }
+}
+
+unsafe fn js_bool(env: sys::napi_env, b: bool) -> sys::napi_value {
+  let mut out = ptr::null_mut();
+  sys::napi_get_boolean(env, b, &mut out);
+  out
+}
+
+/// Reads the key argument into `key`. `Err(null)` means an exception is
+/// already pending.
+unsafe fn key_arg(
+  env: sys::napi_env,
+  k: sys::napi_value,
+  key: &mut KeyBuf,
+) -> Result<(), sys::napi_value> {
+  match read_key(env, k, key) {
+    Ok(true) => Ok(()),
+    Ok(false) => Err(throw_type(env, BAD_KEY)),
+    Err(e) => Err(throw_napi(env, e)),
+  }
+}
+
+fn key_buf() -> KeyBuf {
+  KeyBuf {
+    stack: [MaybeUninit::uninit(); KEY_STACK],
+    len: 0,
+    heap: Vec::new(),
+  }
+}
+
+/// Unwraps a `napi::Result` in a raw callback, throwing on error.
+macro_rules! tri {
+  ($env:expr, $e:expr) => {
+    match $e {
+      Ok(v) => v,
+      Err(e) => return throw_napi($env, e),
+    }
+  };
+}
+
+/// `get(key, flags[, now])` -> value | undefined.
+unsafe extern "C" fn raw_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let (argv, argc, id) = tri!(env, args::<3>(env, info));
+  let mut key = key_buf();
+  if let Err(pending) = key_arg(env, argv[0], &mut key) {
+    return pending;
+  }
+  let flags = tri!(env, num(env, argv[1])) as u32;
+  let now = tri!(env, now_arg(env, &argv, argc, 2));
+  let opts = ReadOptions {
+    allow_stale: flags & ALLOW_STALE != 0,
+    update_age: flags & UPDATE_AGE != 0,
+    no_delete_on_stale: flags & NO_DELETE_ON_STALE != 0,
+  };
+  match with_store(id, |s, d| s.get(key.bytes(), now, opts, collect(flags, d))) {
+    Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
+    Ok(None) => ptr::null_mut(),
+    Err(e) => throw(env, &e),
+  }
+}
+
+/// `peek(key, allowStale[, now])` -> value | undefined.
+unsafe extern "C" fn raw_peek(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let (argv, argc, id) = tri!(env, args::<3>(env, info));
+  let mut key = key_buf();
+  if let Err(pending) = key_arg(env, argv[0], &mut key) {
+    return pending;
+  }
+  let allow = tri!(env, num(env, argv[1])) != 0.0;
+  let now = tri!(env, now_arg(env, &argv, argc, 2));
+  match with_store(id, |s, _| s.peek(key.bytes(), now, allow)) {
+    Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
+    Ok(None) => ptr::null_mut(),
+    Err(e) => throw(env, &e),
+  }
+}
+
+/// `has(key, updateAge[, now])` -> boolean.
+unsafe extern "C" fn raw_has(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let (argv, argc, id) = tri!(env, args::<3>(env, info));
+  let mut key = key_buf();
+  if let Err(pending) = key_arg(env, argv[0], &mut key) {
+    return pending;
+  }
+  let update = tri!(env, num(env, argv[1])) != 0.0;
+  let now = tri!(env, now_arg(env, &argv, argc, 2));
+  match with_store(id, |s, _| s.has(key.bytes(), now, update)) {
+    Ok(b) => js_bool(env, b),
+    Err(e) => throw(env, &e),
+  }
+}
+
+/// `delete(key, flags)` -> boolean.
+unsafe extern "C" fn raw_delete(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let (argv, _, id) = tri!(env, args::<2>(env, info));
+  let mut key = key_buf();
+  if let Err(pending) = key_arg(env, argv[0], &mut key) {
+    return pending;
+  }
+  let flags = tri!(env, num(env, argv[1])) as u32;
+  match with_store(id, |s, d| s.delete(key.bytes(), collect(flags, d))) {
+    Ok(b) => js_bool(env, b),
+    Err(e) => throw(env, &e),
+  }
+}
+
+/// `set(key, value, tag, flags[, ttl, start, now])` -> boolean (false:
+/// larger than `maxEntrySize`, not stored). `ttl`/`start` below 0 mean
+/// "the default".
+unsafe extern "C" fn raw_set(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  let (argv, argc, id) = tri!(env, args::<7>(env, info));
+  let mut key = key_buf();
+  if let Err(pending) = key_arg(env, argv[0], &mut key) {
+    return pending;
+  }
+  let tag = tri!(env, num(env, argv[2])) as u8;
+  let flags = tri!(env, num(env, argv[3])) as u32;
+  let (ttl, start) = if argc > 4 {
+    (tri!(env, num(env, argv[4])), tri!(env, num(env, argv[5])))
+  } else {
+    (-1.0, -1.0)
+  };
+  let now = tri!(env, now_arg(env, &argv, argc, 6));
+  let value = tri!(env, read_value(env, argv[1], tag));
+  let opts = WriteOptions {
+    ttl: (ttl >= 0.0).then_some(ttl),
+    start: (start >= 0.0).then_some(start),
+    no_dispose_on_set: flags & NO_DISPOSE_ON_SET != 0,
+    no_update_ttl: flags & NO_UPDATE_TTL != 0,
+  };
+  let key = Key::from_encoded(key.bytes());
+  match with_store(id, |s, d| s.set(key, value, now, opts, collect(flags, d))) {
+    Ok(outcome) => js_bool(env, outcome == SetOutcome::Stored),
+    Err(e) => throw(env, &e),
+  }
+}
+
+type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 5] = [
+  (c"get", raw_get),
+  (c"peek", raw_peek),
+  (c"has", raw_has),
+  (c"delete", raw_delete),
+  (c"set", raw_set),
+];
+
+/// The hand-registered hot-path functions of handle `id`, as an object
+/// `{ get, peek, has, delete, set }`. Each function carries the id as its
+/// Node-API `data`, so a call reads no handle argument. (napi 3.10 keeps one
+/// `#[napi(module_exports)]` hook per addon and boundary.rs holds it; this
+/// per-handle factory needs none.)
+#[napi(
+  ts_return_type = "Record<'get' | 'peek' | 'has' | 'delete' | 'set', (...args: unknown[]) => unknown>"
+)]
+pub fn shared_cache_raw_functions(env: Env, id: f64) -> napi::Result<Object<'static>> {
+  let mut object = ptr::null_mut();
+  // SAFETY: `env` is the live environment of this call; `name` is
+  // NUL-terminated and 'static; `data` is an integer, never dereferenced;
+  // the object is returned to JS at once.
+  unsafe {
+    check(
+      sys::napi_create_object(env.raw(), &mut object),
+      "napi_create_object failed",
+    )?;
+    for (name, callback) in RAW_FUNCTIONS {
+      let mut function = ptr::null_mut();
+      check(
+        sys::napi_create_function(
+          env.raw(),
+          name.as_ptr(),
+          name.to_bytes().len() as isize,
+          Some(callback),
+          id as u64 as usize as *mut std::ffi::c_void,
+          &mut function,
+        ),
+        "napi_create_function failed",
+      )?;
+      check(
+        sys::napi_set_named_property(env.raw(), object, name.as_ptr(), function),
+        "napi_set_named_property failed",
+      )?;
+    }
+    Object::from_napi_value(env.raw(), object)
   }
 }
