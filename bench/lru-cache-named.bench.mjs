@@ -38,17 +38,25 @@ if (process.argv[2] === '--memory') {
   settle()
   const filled = process.memoryUsage()
   const pauses = []
+  const majors = []
   const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) pauses.push(e.duration)
+    for (const e of list.getEntries()) {
+      pauses.push(e.duration)
+      // kind 4: mark-compact (a full GC, which must trace every live object).
+      if ((e.detail?.kind ?? e.kind) === 4) majors.push(e.duration)
+    }
   })
   obs.observe({ entryTypes: ['gc'] })
-  // The fixed workload: short-lived garbage (request-like objects) plus
-  // cache reads and some writes, as a service does.
+  // The fixed workload: request-like objects, a window of which stays alive
+  // long enough to be promoted (so full GCs happen, as in a service), plus
+  // cache reads and some writes.
   const start = process.hrtime.bigint()
   let sink = 0
-  const rounds = quick ? 200_000 : 2_000_000
+  const rounds = quick ? 200_000 : 1_000_000
+  const window = new Array(200_000)
   for (let i = 0; i < rounds; i++) {
     const req = { id: i, headers: { a: `h${i}`, b: [i, i + 1, i + 2] }, body: 'x'.repeat(64) }
+    window[i % window.length] = req
     const v = cache.get(`key:${(i * 7919) % entries}`)
     if (v !== undefined) sink += v.length + req.headers.b.length
     if (i % 10 === 0) cache.set(`key:${(i * 104729) % entries}`, value(i))
@@ -56,7 +64,19 @@ if (process.argv[2] === '--memory') {
   const workloadMs = Number(process.hrtime.bigint() - start) / 1e6
   await new Promise((resolve) => setTimeout(resolve, 100))
   obs.disconnect()
+  window.fill(undefined)
+  // A forced full GC with the cache alive: what every full collection costs
+  // the process while the cache is in the heap (median of 5).
+  const forced = []
+  settle() // first collect the workload's garbage, untimed
+  for (let i = 0; i < 5; i++) {
+    const t0 = process.hrtime.bigint()
+    globalThis.gc()
+    forced.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  forced.sort((a, b) => a - b)
   pauses.sort((a, b) => a - b)
+  majors.sort((a, b) => a - b)
   const p99 = pauses.length ? pauses[Math.min(pauses.length - 1, Math.floor(pauses.length * 0.99))] : 0
   console.log(
     JSON.stringify({
@@ -68,6 +88,10 @@ if (process.argv[2] === '--memory') {
       gcTotalMs: pauses.reduce((a, b) => a + b, 0),
       gcMaxMs: pauses.at(-1) ?? 0,
       gcP99Ms: p99,
+      majorCount: majors.length,
+      majorTotalMs: majors.reduce((a, b) => a + b, 0),
+      majorMaxMs: majors.at(-1) ?? 0,
+      forcedFullGcMs: forced[2],
       workloadMs,
       sink: sink > 0,
     }),
@@ -209,6 +233,10 @@ for (const [label, key] of [
   ['GC pause total (ms)', 'gcTotalMs'],
   ['GC pause max (ms)', 'gcMaxMs'],
   ['GC pause p99 (ms)', 'gcP99Ms'],
+  ['full (mark-compact) GCs (count)', 'majorCount'],
+  ['full GC pause total (ms)', 'majorTotalMs'],
+  ['full GC pause max (ms)', 'majorMaxMs'],
+  ['forced full GC, cache alive (ms, median of 5)', 'forcedFullGcMs'],
   ['workload time (ms)', 'workloadMs'],
 ]) {
   const a = m['lru-cache'][key]
