@@ -289,3 +289,46 @@ test('creating and dropping 10k named caches with 1M entries returns RSS near ba
   assert.equal(live, 0, 'every named cache was freed, including the ones dropped without close()')
   assert.ok(after - baseline < 32 * 1024 * 1024, `RSS grew by ${((after - baseline) / 1048576).toFixed(1)} MiB`)
 })
+
+test('dispose runs in the thread whose operation removed the entry', async () => {
+  const name = uniq('dispose-thread')
+  const seen = []
+  const cache = new NamedLRUCache({ name, max: 2, dispose: (v, k, reason) => seen.push([k, reason]) })
+  cache.set('a', 'A').set('b', 'B')
+  // The worker's sets evict a and b: the worker has no dispose, so nothing
+  // runs here.
+  await run('lru-cache-named-worker.mjs', { name, options: { max: 2 }, entries: [['c', 'C'], ['d', 'D']] })
+  assert.deepEqual(seen, [])
+  assert.deepEqual([...cache.keys()], ['d', 'c'])
+  cache.set('e', 'E')
+  assert.deepEqual(seen, [['c', 'evict']], "this thread's own eviction is reported here")
+  cache.close()
+})
+
+test('info, find, forEach and dump/load work over the shared entries', () => {
+  const clock = fakeClock()
+  const cache = new NamedLRUCache({ name: uniq('misc'), max: 10, ttl: 1000, perf: clock })
+  cache.set('a', { n: 1 }).set('b', { n: 2 }).set(3, 'three')
+  assert.deepEqual(cache.find((v) => v.n === 2), { n: 2 })
+  // find() returns through get(), which makes b the most recent entry.
+  const visited = []
+  cache.forEach(function (v, k) {
+    visited.push([k, this.tag])
+  }, { tag: 't' })
+  assert.deepEqual(visited, [['b', 't'], [3, 't'], ['a', 't']])
+  const rvisited = []
+  cache.rforEach((v, k) => rvisited.push(k))
+  assert.deepEqual(rvisited, ['a', 3, 'b'])
+  clock.t += 100
+  assert.equal(cache.info('a').ttl, 900)
+  const dump = cache.dump()
+  assert.deepEqual(dump.map(([k]) => k), ['a', 3, 'b'])
+  cache.load(dump)
+  assert.deepEqual([...cache.rkeys()], ['a', 3, 'b'])
+  assert.ok(Math.abs(cache.getRemainingTTL('a') - 900) <= 1, `remaining ${cache.getRemainingTTL('a')}`)
+  assert.equal(cache.purgeStale(), false)
+  clock.t += 2000
+  assert.equal(cache.purgeStale(), true)
+  assert.equal(cache.size, 0)
+  cache.close()
+})
