@@ -282,12 +282,16 @@ test('a worker terminated while writing leaves the cache usable and consistent',
   assert.equal(NamedLRUCache.liveCount(), live - 1, "the terminated worker's handle was released")
 })
 
-test('creating and dropping 10k named caches with 1M entries returns RSS near baseline', () => {
+test('creating and dropping 10k named caches with 1M entries returns native memory to baseline', () => {
   const script = fileURLToPath(new URL('./fixtures/lru-cache-named-leak.mjs', import.meta.url))
   const out = execFileSync(process.execPath, ['--expose-gc', script], { encoding: 'utf8' })
-  const { baseline, after, live } = JSON.parse(out.trim().split('\n').pop())
+  const { rssGrowth, nativeGrowth, heapUsedGrowth, live } = JSON.parse(out.trim().split('\n').pop())
+  const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`
   assert.equal(live, 0, 'every named cache was freed, including the ones dropped without close()')
-  assert.ok(after - baseline < 32 * 1024 * 1024, `RSS grew by ${((after - baseline) / 1048576).toFixed(1)} MiB`)
+  // 1M entries of ~230 bytes would be ~230 MiB if any stayed.
+  assert.ok(nativeGrowth < 16 * 1048576, `native memory (RSS - V8 heap) grew by ${mib(nativeGrowth)}`)
+  assert.ok(heapUsedGrowth < 4 * 1048576, `V8 heapUsed grew by ${mib(heapUsedGrowth)}`)
+  assert.ok(rssGrowth < 64 * 1048576, `RSS grew by ${mib(rssGrowth)}`)
 })
 
 test('dispose runs in the thread whose operation removed the entry', async () => {
@@ -330,5 +334,126 @@ test('info, find, forEach and dump/load work over the shared entries', () => {
   clock.t += 2000
   assert.equal(cache.purgeStale(), true)
   assert.equal(cache.size, 0)
+  cache.close()
+})
+
+test('fetch() runs fetchMethod once for concurrent calls in one thread and stores the value', async () => {
+  let calls = 0
+  let release
+  const gate = new Promise((resolve) => (release = resolve))
+  const cache = new NamedLRUCache({
+    name: uniq('fetch-local'),
+    max: 10,
+    fetchMethod: async (k, stale, { signal }) => {
+      calls++
+      assert.ok(signal instanceof AbortSignal)
+      await gate
+      return `value of ${k}`
+    },
+  })
+  const all = Promise.all([cache.fetch('a'), cache.fetch('a'), cache.fetch('a')])
+  release()
+  assert.deepEqual(await all, ['value of a', 'value of a', 'value of a'])
+  assert.equal(calls, 1)
+  assert.equal(await cache.fetch('a'), 'value of a', 'a cached value is returned without fetching')
+  assert.equal(calls, 1)
+  assert.equal(await cache.fetch('a', { forceRefresh: true }), 'value of a')
+  assert.equal(calls, 2)
+  cache.close()
+})
+
+test('fetch() rejections reach every caller of the flight and are not cached', async () => {
+  let calls = 0
+  const cache = new NamedLRUCache({
+    name: uniq('fetch-reject'),
+    max: 10,
+    fetchMethod: async () => {
+      calls++
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      if (calls === 1) throw new Error('backend down')
+      return 'recovered'
+    },
+  })
+  const results = await Promise.allSettled([cache.fetch('k'), cache.fetch('k')])
+  assert.equal(results[0].reason.message, 'backend down')
+  assert.match(results[1].reason.message, /backend down/)
+  assert.equal(await cache.fetch('k'), 'recovered')
+  assert.equal(cache.stats().sets, 1)
+  const plain = new NamedLRUCache({ name: uniq('no-fetch-method'), max: 1 })
+  plain.set('x', 1)
+  assert.equal(await plain.fetch('x'), 1, 'without fetchMethod, fetch is get')
+  cache.close()
+  plain.close()
+})
+
+function startWorker(file, workerData) {
+  const worker = new Worker(new URL(`./fixtures/${file}`, import.meta.url), { workerData })
+  const messages = []
+  const waiters = []
+  worker.on('message', (m) => {
+    messages.push(m)
+    while (waiters.length) waiters.shift()()
+  })
+  const next = async (n) => {
+    while (messages.length < n) await new Promise((resolve) => waiters.push(resolve))
+    return messages[n - 1]
+  }
+  const exited = new Promise((resolve) => worker.once('exit', resolve))
+  return { worker, next, exited }
+}
+
+test('fetch() dedupes across threads: two workers wait for the main thread and never call fetchMethod', async () => {
+  const name = uniq('fetch-threads')
+  let calls = 0
+  let release
+  const gate = new Promise((resolve) => (release = resolve))
+  const cache = new NamedLRUCache({
+    name,
+    max: 10,
+    fetchMethod: async (k) => {
+      calls++
+      await gate
+      return { from: 'main', k }
+    },
+  })
+  const mine = cache.fetch('user:1')
+  const workers = [1, 2].map(() =>
+    startWorker('lru-cache-named-fetch-worker.mjs', { name, options: { max: 10 }, mode: 'wait', key: 'user:1' }),
+  )
+  for (const w of workers) assert.deepEqual(await w.next(1), { state: 'waiting' })
+  release()
+  assert.deepEqual(await mine, { from: 'main', k: 'user:1' })
+  for (const w of workers) {
+    assert.deepEqual(await w.next(2), { value: { from: 'main', k: 'user:1' }, calls: 0 })
+    await w.exited
+  }
+  assert.equal(calls, 1)
+  cache.close()
+})
+
+test('a fetch waiting on a worker that is terminated rejects with ERR_WORKER_EXITED, and the key can be fetched again', async () => {
+  const name = uniq('fetch-orphan')
+  const cache = new NamedLRUCache({ name, max: 10, fetchMethod: async () => 'fetched by main' })
+  const owner = startWorker('lru-cache-named-fetch-worker.mjs', { name, options: { max: 10 }, mode: 'own', key: 'k' })
+  assert.deepEqual(await owner.next(1), { state: 'owning' })
+  const waiting = assert.rejects(cache.fetch('k'), { code: 'ERR_WORKER_EXITED' })
+  await owner.worker.terminate()
+  await waiting
+  assert.equal(await cache.fetch('k'), 'fetched by main')
+  cache.close()
+})
+
+test('a waiting fetch leaves when its signal aborts', async () => {
+  const name = uniq('fetch-abort')
+  let release
+  const gate = new Promise((resolve) => (release = resolve))
+  const cache = new NamedLRUCache({ name, max: 10, fetchMethod: async () => gate.then(() => 'late') })
+  const first = cache.fetch('k')
+  const ac = new AbortController()
+  const second = cache.fetch('k', { signal: ac.signal })
+  ac.abort(new Error('caller left'))
+  await assert.rejects(second, /caller left/)
+  release()
+  assert.equal(await first, 'late')
   cache.close()
 })

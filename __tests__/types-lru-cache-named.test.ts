@@ -13,5 +13,12 @@ const stats: NamedLRUCacheStats = cache.stats()
 for (const [k, value] of cache) void [k.toUpperCase(), value.id]
 // @ts-expect-error: keys are strings or numbers
 new NamedLRUCache<object, string>({ name: 'x', max: 1 })
+const fetching = new NamedLRUCache<string, string>({
+  name: 'users',
+  max: 100,
+  fetchMethod: async (key, stale, { signal }) => (signal.aborted ? stale : key.toUpperCase()),
+})
+const fetched: Promise<string | undefined> = fetching.fetch('a', { forceRefresh: true })
+fetching.close()
 cache.close()
-void [v, stats]
+void [v, stats, fetched]

@@ -26,6 +26,15 @@ export interface NamedLRUCacheOptions<K extends NamedKey, V> {
   noDeleteOnStaleGet?: boolean
   noDisposeOnSet?: boolean
   noUpdateTTL?: boolean
+  /**
+   * Loads a missing or stale value for `fetch()`. Concurrent fetches of one
+   * key in any threads of the process call it once.
+   */
+  fetchMethod?: (
+    key: K,
+    staleValue: V | undefined,
+    options: { signal: AbortSignal; options: NamedFetchOptions; context: unknown },
+  ) => Promise<V | undefined> | V | undefined
   /** Called in the thread whose operation removed the entry. */
   dispose?: (value: V, key: K, reason: NamedDisposeReason) => void
   /** Called after the operation, in the thread that caused it. */
@@ -45,6 +54,15 @@ export interface NamedSetOptions {
   noUpdateTTL?: boolean
   /** Ignored: a named cache measures sizes itself. */
   size?: number
+}
+
+export interface NamedFetchOptions extends NamedGetOptions, NamedSetOptions {
+  /** Fetch even if a fresh value is cached. */
+  forceRefresh?: boolean
+  /** Leaves this call's wait (or aborts this thread's fetchMethod call). */
+  signal?: AbortSignal
+  /** Passed to fetchMethod. */
+  context?: unknown
 }
 
 export interface NamedEntry<V> {
@@ -84,6 +102,7 @@ export declare class NamedLRUCache<K extends NamedKey = NamedKey, V = unknown> i
   readonly dispose: NamedLRUCacheOptions<K, V>['dispose']
   readonly disposeAfter: NamedLRUCacheOptions<K, V>['disposeAfter']
   readonly perf: { now(): number } | undefined
+  readonly fetchMethod: NamedLRUCacheOptions<K, V>['fetchMethod']
   allowStale: boolean
   updateAgeOnGet: boolean
   updateAgeOnHas: boolean
@@ -91,6 +110,12 @@ export declare class NamedLRUCache<K extends NamedKey = NamedKey, V = unknown> i
   noDisposeOnSet: boolean
   noUpdateTTL: boolean
   get(key: K, options?: NamedGetOptions): V | undefined
+  /**
+   * A fresh cached value, or `fetchMethod`'s result (stored). Rejects with
+   * `ERR_WORKER_EXITED` if the thread running the fetch this call waits for
+   * exits or closes its cache first.
+   */
+  fetch(key: K, options?: NamedFetchOptions): Promise<V | undefined>
   peek(key: K, options?: { allowStale?: boolean }): V | undefined
   has(key: K, options?: { updateAgeOnHas?: boolean }): boolean
   set(key: K, value: V | undefined, options?: NamedSetOptions): this

@@ -32,7 +32,7 @@ const disposeSymbol = Symbol.dispose ?? Symbol.for('nodejs.dispose')
 
 // Options that need JS values to live in the cache, or a timer per entry;
 // named mode refuses them clearly instead of ignoring them.
-const UNSUPPORTED = ['sizeCalculation', 'fetchMethod', 'memoMethod', 'onInsert', 'ttlAutopurge']
+const UNSUPPORTED = ['sizeCalculation', 'memoMethod', 'onInsert', 'ttlAutopurge']
 
 function invalid(message) {
   return new BulkheadError(codes.INVALID_ARG, message)
@@ -43,6 +43,47 @@ function checkKey(k) {
   if (t !== 'string' && t !== 'number') {
     throw new TypeError(`named LRUCache keys must be strings or numbers, got ${t === 'object' && k === null ? 'null' : t}`)
   }
+}
+
+// fetch() across threads. A call that finds another thread (or call)
+// fetching its key waits here under a waiter id until that thread's waker
+// (a thread-safe function, src/js/shared_cache.rs) calls back.
+const ORPHANED = 'the thread fetching this key closed its named LRUCache or exited'
+const waiting = new Map()
+let nextWaiter = 0
+let installWaker
+let refWaker
+let wakerInstalled = false
+
+function onWake(id, ok, message) {
+  const w = waiting.get(id)
+  if (w === undefined) return
+  settleWait(id, w)
+  if (ok) w.resolve()
+  else if (message === ORPHANED) w.reject(new BulkheadError(codes.WORKER_EXITED, message))
+  else w.reject(new Error(`fetchMethod failed in the call fetching this key: ${message}`))
+}
+
+function settleWait(id, w) {
+  waiting.delete(id)
+  if (w.signal) w.signal.removeEventListener('abort', w.onAbort)
+  // Only waits keep this thread alive; an idle cache does not.
+  if (waiting.size === 0) refWaker(false)
+}
+
+function waitFor(id, signal) {
+  return new Promise((resolve, reject) => {
+    const w = { resolve, reject, signal, onAbort: undefined }
+    if (signal) {
+      w.onAbort = () => {
+        settleWait(id, w)
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', w.onAbort, { once: true })
+    }
+    if (waiting.size === 0) refWaker(true)
+    waiting.set(id, w)
+  })
 }
 
 function decode(r) {
@@ -70,6 +111,7 @@ class NamedLRUCache {
   #name
   #max
   #maxSize
+  #fetchMethod
 
   constructor(options) {
     if (options === null || typeof options !== 'object') {
@@ -90,6 +132,7 @@ class NamedLRUCache {
       noDeleteOnStaleGet,
       noDisposeOnSet,
       noUpdateTTL,
+      fetchMethod,
     } = options
     if (typeof name !== 'string' || name.length === 0) {
       throw invalid('options.name must be a non-empty string (the name of the process-wide cache)')
@@ -121,6 +164,9 @@ class NamedLRUCache {
         throw invalid(`options.${option} is not supported by a named (process-wide) LRUCache`)
       }
     }
+    if (fetchMethod !== undefined && typeof fetchMethod !== 'function') {
+      throw new TypeError('fetchMethod must be a function if specified')
+    }
     if (dispose !== undefined && typeof dispose !== 'function') {
       throw new TypeError('dispose must be a function')
     }
@@ -134,6 +180,9 @@ class NamedLRUCache {
     this.#has = raw.has
     this.#peek = raw.peek
     this.#del = raw.delete
+    installWaker ??= raw.installWaker
+    refWaker ??= raw.refWaker
+    this.#fetchMethod = fetchMethod
     this.#name = name
     this.#max = max
     this.#maxSize = maxSize
@@ -174,6 +223,9 @@ class NamedLRUCache {
   }
   get disposeAfter() {
     return this.#disposeAfter
+  }
+  get fetchMethod() {
+    return this.#fetchMethod
   }
   get perf() {
     return this.#perf
@@ -217,6 +269,59 @@ class NamedLRUCache {
     const r = this.#perf === undefined ? this.#get(k, flags) : this.#get(k, flags, this.#perf.now())
     if (flags & COLLECT) this.#drain()
     return decode(r)
+  }
+
+  /**
+   * Like lru-cache's fetch(): a fresh cached value, or the result of
+   * `fetchMethod(key, staleValue, { signal, options, context })`, stored.
+   * Concurrent fetches of one key in any threads of the process run
+   * `fetchMethod` once; the others wait and read the stored value.
+   */
+  async fetch(k, fetchOptions = {}) {
+    checkKey(k)
+    const fetchMethod = this.#fetchMethod
+    if (fetchMethod === undefined) return this.get(k, fetchOptions)
+    const { signal, context } = fetchOptions
+    let forceRefresh = !!fetchOptions.forceRefresh
+    if (!wakerInstalled) {
+      installWaker(onWake)
+      wakerInstalled = true
+    }
+    for (;;) {
+      if (!forceRefresh) {
+        const v = this.get(k, fetchOptions)
+        if (v !== undefined) return v
+      }
+      if (signal?.aborted) throw signal.reason
+      const id = ++nextWaiter
+      if (this.#h.fetchBegin(k, id) === 0) return this.#runFetch(k, fetchMethod, fetchOptions, signal, context)
+      await waitFor(id, signal)
+      // Another call stored a fresh value (or gave up): read it, or fetch.
+      forceRefresh = false
+    }
+  }
+
+  async #runFetch(k, fetchMethod, fetchOptions, signal, context) {
+    const ac = new AbortController()
+    const onAbort = () => ac.abort(signal.reason)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    let v
+    try {
+      const stale = this.peek(k, { allowStale: true })
+      v = await fetchMethod(k, stale, { signal: ac.signal, options: fetchOptions, context })
+    } catch (err) {
+      this.#h.fetchEnd(k, false, String(err?.message ?? err))
+      throw err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    try {
+      if (ac.signal.aborted) throw ac.signal.reason
+      if (v !== undefined) this.set(k, v, fetchOptions)
+    } finally {
+      this.#h.fetchEnd(k, true, '')
+    }
+    return v
   }
 
   peek(k, peekOptions) {

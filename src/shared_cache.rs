@@ -755,6 +755,101 @@ impl SharedCache {
   }
 }
 
+/// The in-flight `fetch()` calls of one named cache, so that concurrent
+/// fetches of a key in any threads run the fetch method once.
+///
+/// The first caller of [`Flights::join`] for a key becomes its owner and runs
+/// the fetch; later callers are queued as waiters (`W` is whatever the glue
+/// needs to wake them) until the owner calls [`Flights::finish`], or the
+/// owner goes away and [`Flights::abandon`] hands back all its waiters.
+pub struct Flights<W> {
+  inner: Mutex<HashMap<Key, Flight<W>>>,
+}
+
+struct Flight<W> {
+  owner: u64,
+  waiters: Vec<W>,
+}
+
+/// What [`Flights::join`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+  /// No fetch of the key was running: the caller owns it now.
+  Owner,
+  /// Another caller is fetching the key: the caller's waiter was queued.
+  Waiting,
+}
+
+impl<W> Default for Flights<W> {
+  fn default() -> Self {
+    Self {
+      inner: Mutex::new(HashMap::new()),
+    }
+  }
+}
+
+impl<W> Flights<W> {
+  /// Joins the fetch of `key`: becomes its owner (`owner` is the caller's
+  /// id) if none runs, else queues the waiter `make_waiter()` makes.
+  pub fn join(&self, key: &[u8], owner: u64, make_waiter: impl FnOnce() -> W) -> Joined {
+    let mut flights = self.inner.lock();
+    match flights.get_mut(key) {
+      Some(flight) => {
+        flight.waiters.push(make_waiter());
+        Joined::Waiting
+      }
+      None => {
+        flights.insert(
+          Key::from_encoded(key),
+          Flight {
+            owner,
+            waiters: Vec::new(),
+          },
+        );
+        Joined::Owner
+      }
+    }
+  }
+
+  /// Ends `owner`'s fetch of `key` and returns its waiters to wake. A fetch
+  /// that is not `owner`'s (already abandoned) is left alone.
+  pub fn finish(&self, key: &[u8], owner: u64) -> Vec<W> {
+    let mut flights = self.inner.lock();
+    match flights.get(key) {
+      Some(flight) if flight.owner == owner => {
+        flights.remove(key).map(|f| f.waiters).unwrap_or_default()
+      }
+      _ => Vec::new(),
+    }
+  }
+
+  /// Ends every fetch `owner` runs (its thread closed the cache or exited)
+  /// and returns their waiters to wake.
+  pub fn abandon(&self, owner: u64) -> Vec<W> {
+    let mut flights = self.inner.lock();
+    let mut woken = Vec::new();
+    flights.retain(|_, flight| {
+      if flight.owner == owner {
+        woken.append(&mut flight.waiters);
+        false
+      } else {
+        true
+      }
+    });
+    woken
+  }
+
+  /// How many keys are being fetched.
+  pub fn len(&self) -> usize {
+    self.inner.lock().len()
+  }
+
+  /// Whether no key is being fetched.
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -1116,5 +1211,38 @@ mod tests {
       .map(|e| e.0)
       .collect();
     assert_eq!(distinct.len(), c.len());
+  }
+
+  #[test]
+  fn the_first_fetch_of_a_key_owns_it_and_later_ones_wait() {
+    let f: Flights<u32> = Flights::default();
+    let a = kb("a");
+    assert_eq!(f.join(&a, 1, || 0), Joined::Owner);
+    assert_eq!(f.join(&a, 2, || 20), Joined::Waiting);
+    assert_eq!(f.join(&a, 3, || 30), Joined::Waiting);
+    assert_eq!(f.join(&kb("b"), 2, || 0), Joined::Owner);
+    assert_eq!(
+      f.finish(&a, 2),
+      Vec::<u32>::new(),
+      "only the owner ends a flight"
+    );
+    assert_eq!(f.finish(&a, 1), vec![20, 30]);
+    assert_eq!(
+      f.join(&a, 3, || 0),
+      Joined::Owner,
+      "a finished key can be fetched again"
+    );
+    assert_eq!(f.join(&a, 1, || 10), Joined::Waiting);
+    assert_eq!(f.join(&kb("b"), 1, || 11), Joined::Waiting);
+    let mut woken = f.abandon(3);
+    woken.sort();
+    assert_eq!(
+      woken,
+      vec![10],
+      "abandon wakes the waiters of the owner's flights only"
+    );
+    assert_eq!(f.len(), 1);
+    assert_eq!(f.finish(&kb("b"), 2), vec![11]);
+    assert!(f.is_empty());
   }
 }

@@ -23,7 +23,10 @@ use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use napi::bindgen_prelude::{Env, FromNapiValue, Object, ToNapiValue, TypeName, ValidateNapiValue};
@@ -33,11 +36,28 @@ use napi_derive::napi;
 use crate::error::{Error, ErrorCode};
 use crate::registry::{Named, Registry};
 use crate::shared_cache::{
-  Disposed, Key, Options, ReadOptions, SetOutcome, SharedCache, Value, WriteOptions,
-  ENTRY_OVERHEAD, KEY_STR,
+  Disposed, Flights, Joined, Key, Options, ReadOptions, SetOutcome, SharedCache, Value,
+  WriteOptions, ENTRY_OVERHEAD, KEY_STR,
 };
 
-static CACHES: Registry<SharedCache> = Registry::new();
+/// Unwraps a `napi::Result` in a raw callback, throwing on error.
+macro_rules! tri {
+  ($env:expr, $e:expr) => {
+    match $e {
+      Ok(v) => v,
+      Err(e) => return throw_napi($env, e),
+    }
+  };
+}
+
+static CACHES: Registry<NamedStore> = Registry::new();
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+/// What one name holds: the store, and the `fetch()` calls in flight.
+struct NamedStore {
+  cache: SharedCache,
+  flights: Flights<Waiter>,
+}
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
 
 /// Value tags; the JS layer (lib/lru-cache-named.js) uses the same numbers.
@@ -77,7 +97,9 @@ fn now_or(now: f64) -> f64 {
 
 struct Slot {
   generation: u32,
-  store: Option<Named<SharedCache>>,
+  /// This handle's id as a fetch owner (unique in the process).
+  owner: u64,
+  store: Option<Named<NamedStore>>,
   disposed: Vec<Disposed>,
 }
 
@@ -93,7 +115,7 @@ thread_local! {
   static SLOTS: RefCell<Slots> = RefCell::new(Slots::default());
 }
 
-fn open_slot(store: Named<SharedCache>) -> u64 {
+fn open_slot(store: Named<NamedStore>) -> u64 {
   SLOTS.with(|cell| {
     let mut t = cell.borrow_mut();
     let index = match t.free.pop() {
@@ -101,6 +123,7 @@ fn open_slot(store: Named<SharedCache>) -> u64 {
       None => {
         t.slots.push(Slot {
           generation: 0,
+          owner: 0,
           store: None,
           disposed: Vec::new(),
         });
@@ -110,6 +133,7 @@ fn open_slot(store: Named<SharedCache>) -> u64 {
     let slot = &mut t.slots[index as usize];
     slot.generation = slot.generation.wrapping_add(1) & 0x0FFF_FFFF;
     slot.store = Some(store);
+    slot.owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
     ((slot.generation as u64) << INDEX_BITS) | index as u64
   })
 }
@@ -125,13 +149,24 @@ fn close_slot(id: u64) {
         Some(slot) if slot.generation as u64 == id >> INDEX_BITS && slot.store.is_some() => {
           let store = slot.store.take();
           let disposed = std::mem::take(&mut slot.disposed);
+          // Fetches this handle was running will never finish: release
+          // their waiters (in any thread) with an error.
+          let orphans = store
+            .as_ref()
+            .map(|s| s.flights.abandon(slot.owner))
+            .unwrap_or_default();
           t.free.push(index);
-          Some((store, disposed))
+          Some((store, disposed, orphans))
         }
         _ => None,
       }
     };
-    // Dropped outside the borrow.
+    // Woken and dropped outside the borrow.
+    if let Some((_, _, orphans)) = &released {
+      for w in orphans {
+        w.wake(false, ORPHANED);
+      }
+    }
     drop(released);
   });
 }
@@ -141,17 +176,203 @@ fn with_store<R>(
   id: u64,
   f: impl FnOnce(&SharedCache, &mut Vec<Disposed>) -> R,
 ) -> Result<R, Error> {
+  with_named(id, |store, _, disposed| f(&store.cache, disposed))
+}
+
+/// Runs `f` on the named store of handle `id`, its owner id and dispose list.
+fn with_named<R>(
+  id: u64,
+  f: impl FnOnce(&NamedStore, u64, &mut Vec<Disposed>) -> R,
+) -> Result<R, Error> {
   SLOTS.with(|cell| {
     let mut t = cell.borrow_mut();
     match t.slots.get_mut((id & INDEX_MASK) as usize) {
       Some(Slot {
         generation,
+        owner,
         store: Some(store),
         disposed,
-      }) if *generation as u64 == id >> INDEX_BITS => Ok(f(store, disposed)),
+      }) if *generation as u64 == id >> INDEX_BITS => Ok(f(store, *owner, disposed)),
       _ => Err(Error::closed("this named LRUCache is closed")),
     }
   })
+}
+
+// ---------------------------------------------------------------------------
+// Cross-thread wake-ups for `fetch()`.
+//
+// Each JS thread that waits for another thread's fetch installs one waker:
+// a Node-API thread-safe function around a JS callback `(waiterId, ok,
+// message)`, unref'd so an idle thread can exit (the JS layer refs it while
+// it has waiters). A `Waiter` is the waker plus the id of one waiting call.
+// Node finalizes the thread-safe function when its environment is torn
+// down; the finalizer empties `Waker::tsfn` under its mutex, so no thread
+// calls a finalized function.
+
+const ORPHANED: &str = "the thread fetching this key closed its named LRUCache or exited";
+
+struct Tsfn(sys::napi_threadsafe_function);
+// SAFETY: a thread-safe function may be called from any thread; it is only
+// used under `Waker::tsfn`'s mutex, which its finalizer also takes.
+unsafe impl Send for Tsfn {}
+
+struct Waker {
+  tsfn: Mutex<Option<Tsfn>>,
+}
+
+struct Waiter {
+  waker: Arc<Waker>,
+  id: u32,
+}
+
+struct Wake {
+  id: u32,
+  ok: bool,
+  message: String,
+}
+
+impl Waiter {
+  fn wake(&self, ok: bool, message: &str) {
+    let guard = self.waker.tsfn.lock();
+    if let Some(Tsfn(tsfn)) = guard.as_ref() {
+      let data = Box::into_raw(Box::new(Wake {
+        id: self.id,
+        ok,
+        message: message.to_owned(),
+      }));
+      // SAFETY: the function is alive (its finalizer clears it under this
+      // lock); on failure (the environment is closing) the data is ours again.
+      let status = unsafe {
+        sys::napi_call_threadsafe_function(
+          *tsfn,
+          data.cast(),
+          sys::ThreadsafeFunctionCallMode::nonblocking,
+        )
+      };
+      if status != sys::Status::napi_ok {
+        drop(unsafe { Box::from_raw(data) });
+      }
+    }
+  }
+}
+
+thread_local! {
+  static WAKER: RefCell<Option<Arc<Waker>>> = const { RefCell::new(None) };
+}
+
+unsafe extern "C" fn waker_call_js(
+  env: sys::napi_env,
+  callback: sys::napi_value,
+  _context: *mut std::ffi::c_void,
+  data: *mut std::ffi::c_void,
+) {
+  // SAFETY: `data` is the `Box<Wake>` passed to napi_call_threadsafe_function.
+  let wake = Box::from_raw(data.cast::<Wake>());
+  if env.is_null() || callback.is_null() {
+    return; // the environment is going away; nobody is waiting any more
+  }
+  let mut argv = [ptr::null_mut(); 3];
+  let mut undefined = ptr::null_mut();
+  if js_number(env, wake.id as f64).map(|v| argv[0] = v).is_err()
+    || sys::napi_get_boolean(env, wake.ok, &mut argv[1]) != sys::Status::napi_ok
+    || js_string(env, wake.message.as_bytes())
+      .map(|v| argv[2] = v)
+      .is_err()
+    || sys::napi_get_undefined(env, &mut undefined) != sys::Status::napi_ok
+  {
+    return;
+  }
+  sys::napi_call_function(env, undefined, callback, 3, argv.as_ptr(), ptr::null_mut());
+}
+
+unsafe extern "C" fn waker_finalize(
+  _env: sys::napi_env,
+  data: *mut std::ffi::c_void,
+  _hint: *mut std::ffi::c_void,
+) {
+  // SAFETY: `data` is the `Arc<Waker>` leaked in `install_waker`.
+  let waker = Arc::from_raw(data.cast::<Waker>());
+  *waker.tsfn.lock() = None;
+  let _ = WAKER.try_with(|w| {
+    if w
+      .borrow()
+      .as_ref()
+      .is_some_and(|mine| Arc::ptr_eq(mine, &waker))
+    {
+      *w.borrow_mut() = None;
+    }
+  });
+}
+
+/// `installWaker(callback)`: makes this thread's waker (once).
+unsafe extern "C" fn raw_install_waker(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let (argv, _, _) = tri!(env, args::<1>(env, info));
+  if WAKER.with(|w| w.borrow().is_some()) {
+    return ptr::null_mut();
+  }
+  let waker = Arc::new(Waker {
+    tsfn: Mutex::new(None),
+  });
+  let name = "bulkhead.namedLRUCache.fetch";
+  let mut name_v = ptr::null_mut();
+  tri!(
+    env,
+    check(
+      sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut name_v),
+      "napi_create_string_utf8 failed",
+    )
+  );
+  let finalize_data = Arc::into_raw(Arc::clone(&waker)) as *mut std::ffi::c_void;
+  let mut tsfn = ptr::null_mut();
+  let status = sys::napi_create_threadsafe_function(
+    env,
+    argv[0],
+    ptr::null_mut(),
+    name_v,
+    0,
+    1,
+    finalize_data,
+    Some(waker_finalize),
+    ptr::null_mut(),
+    Some(waker_call_js),
+    &mut tsfn,
+  );
+  if status != sys::Status::napi_ok {
+    drop(Arc::from_raw(finalize_data as *const Waker));
+    return throw_napi(
+      env,
+      napi::Error::from_reason("napi_create_threadsafe_function failed"),
+    );
+  }
+  sys::napi_unref_threadsafe_function(env, tsfn);
+  *waker.tsfn.lock() = Some(Tsfn(tsfn));
+  WAKER.with(|w| *w.borrow_mut() = Some(waker));
+  ptr::null_mut()
+}
+
+/// `refWaker(on)`: keeps this thread alive while it waits for fetches
+/// (`on` true), or lets it exit (`on` false).
+unsafe extern "C" fn raw_ref_waker(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let (argv, _, _) = tri!(env, args::<1>(env, info));
+  let mut on = false;
+  sys::napi_get_value_bool(env, argv[0], &mut on);
+  let waker = WAKER.with(|w| w.borrow().clone());
+  if let Some(waker) = waker {
+    if let Some(Tsfn(tsfn)) = waker.tsfn.lock().as_ref() {
+      if on {
+        sys::napi_ref_threadsafe_function(env, *tsfn);
+      } else {
+        sys::napi_unref_threadsafe_function(env, *tsfn);
+      }
+    }
+  }
+  ptr::null_mut()
 }
 
 // ---------------------------------------------------------------------------
@@ -471,9 +692,14 @@ impl SharedCacheHandle {
     };
     let handle = CACHES.open(
       &name,
-      || Ok::<_, Error>(SharedCache::new(options)),
+      || {
+        Ok::<_, Error>(NamedStore {
+          cache: SharedCache::new(options),
+          flights: Flights::default(),
+        })
+      },
       |existing| {
-        let have = existing.options();
+        let have = existing.cache.options();
         let pairs = [
           ("max", have.max as f64, options.max as f64),
           ("maxSize", have.max_size as f64, options.max_size as f64),
@@ -603,6 +829,51 @@ impl SharedCacheHandle {
       len as f64,
       bytes as f64,
     ])
+  }
+
+  /// Joins the `fetch()` of `key` across threads: returns 0 if this call
+  /// owns it (runs the fetch method, then calls `fetchEnd`), 1 if another
+  /// call does and this thread's waker will call back with `waiterId`.
+  #[napi]
+  pub fn fetch_begin(&self, key: KeyIn, waiter_id: u32) -> napi::Result<u32, ErrorCode> {
+    let Some(waker) = WAKER.with(|w| w.borrow().clone()) else {
+      return Err(
+        Error::new(
+          ErrorCode::Internal,
+          "installWaker was not called in this thread",
+        )
+        .into(),
+      );
+    };
+    let joined = with_named(self.id, |s, owner, _| {
+      s.flights.join(key.0.encoded(), owner, || Waiter {
+        waker,
+        id: waiter_id,
+      })
+    })?;
+    Ok(match joined {
+      Joined::Owner => 0,
+      Joined::Waiting => 1,
+    })
+  }
+
+  /// Ends this handle's fetch of `key` and wakes its waiters with `ok` and
+  /// `message`. Does nothing once closed (closing already released them).
+  #[napi]
+  pub fn fetch_end(&self, key: KeyIn, ok: bool, message: String) {
+    let waiters = with_named(self.id, |s, owner, _| {
+      s.flights.finish(key.0.encoded(), owner)
+    })
+    .unwrap_or_default();
+    for w in waiters {
+      w.wake(ok, &message);
+    }
+  }
+
+  /// How many keys of this cache are being fetched (all threads).
+  #[napi(getter)]
+  pub fn fetching(&self) -> napi::Result<u32, ErrorCode> {
+    Ok(with_named(self.id, |s, _, _| s.flights.len())? as u32)
   }
 
   /// How many entries are held.
@@ -779,16 +1050,6 @@ fn key_buf() -> KeyBuf {
   }
 }
 
-/// Unwraps a `napi::Result` in a raw callback, throwing on error.
-macro_rules! tri {
-  ($env:expr, $e:expr) => {
-    match $e {
-      Ok(v) => v,
-      Err(e) => return throw_napi($env, e),
-    }
-  };
-}
-
 /// `get(key, flags[, now])` -> value | undefined.
 unsafe extern "C" fn raw_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   let (argv, argc, id) = tri!(env, args::<3>(env, info));
@@ -894,12 +1155,14 @@ unsafe extern "C" fn raw_set(env: sys::napi_env, info: sys::napi_callback_info) 
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 5] = [
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 7] = [
   (c"get", raw_get),
   (c"peek", raw_peek),
   (c"has", raw_has),
   (c"delete", raw_delete),
   (c"set", raw_set),
+  (c"installWaker", raw_install_waker),
+  (c"refWaker", raw_ref_waker),
 ];
 
 /// The hand-registered hot-path functions of handle `id`, as an object
