@@ -59,6 +59,11 @@ test('keeps LRU order, evicts the least recently used entry and reports dispose 
   assert.equal(cache.size, 0)
   assert.equal(cache.calculatedSize, 0)
   assert.equal(Object.prototype.toString.call(cache), '[object LRUCache]')
+  seen.length = 0
+  cache.set('x', 1).set('y', 2).set('w', 5)
+  cache.set('x', 3, { noDisposeOnSet: true })
+  cache.set('z', 4, { noDisposeOnSet: true })
+  assert.deepEqual(seen, [['y', 2, 'evict']], "noDisposeOnSet hides the 'set' removal, not the eviction")
   cache.close()
 })
 

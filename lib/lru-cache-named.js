@@ -368,8 +368,9 @@ class NamedLRUCache {
     }
     if (ttl === -1 && start === -1 && this.#perf === undefined) this.#set(k, value, tag, flags)
     else this.#set(k, value, tag, flags, ttl, start, this.#now())
-    if (flags & COLLECT && !(flags & NO_DISPOSE_ON_SET)) this.#drain()
-    else if (flags & COLLECT) this.#h.takeDisposed()
+    // With noDisposeOnSet the store reports no 'set' removals, but
+    // evictions this set caused are still disposed (as lru-cache does).
+    if (flags & COLLECT) this.#drain()
     return this
   }
 
