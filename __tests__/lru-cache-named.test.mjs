@@ -462,3 +462,26 @@ test('a waiting fetch leaves when its signal aborts', async () => {
   assert.equal(await first, 'late')
   cache.close()
 })
+
+test('long and multi-byte keys and values round-trip whole (no cut at a buffer edge)', () => {
+  const cache = new NamedLRUCache({ name: uniq('edges'), maxSize: 1 << 22 })
+  // Lengths around the 1 KiB key buffer and the 4 KiB value buffer, with
+  // 2-, 3- and 4-byte characters straddling the edge.
+  for (const unit of ['é', '€', '🎉']) {
+    for (let bytes = 1000; bytes < 1040; bytes++) {
+      const key = 'k'.repeat(bytes - unit.length * 3) + unit.repeat(3)
+      cache.set(key, key)
+      assert.equal(cache.get(key), key)
+    }
+    for (let bytes = 4070; bytes < 4110; bytes++) {
+      const value = 'v'.repeat(bytes) + unit
+      cache.set(`v${bytes}${unit}`, value)
+      assert.equal(cache.get(`v${bytes}${unit}`), value)
+    }
+  }
+  const long = 'x'.repeat(100_000) + '€'
+  cache.set(long, long)
+  assert.equal(cache.get(long), long)
+  assert.equal(cache.has(long.slice(0, -1)), false, 'a key is not found by a prefix of it')
+  cache.close()
+})

@@ -431,9 +431,10 @@ unsafe fn read_key(env: sys::napi_env, v: sys::napi_value, buf: &mut KeyBuf) -> 
     &mut len,
   );
   if status == sys::Status::napi_ok {
-    // Node writes at most KEY_STACK - 2 bytes and a NUL; a string that
-    // filled the buffer may have been cut, so read it again in full.
-    if len + 2 < KEY_STACK {
+    // Node writes at most KEY_STACK - 2 bytes and a NUL, and stops before a
+    // character that does not fit (up to 4 bytes). Anything shorter than
+    // that margin is the whole string; otherwise read it again in full.
+    if len + 2 + 4 < KEY_STACK {
       buf.len = len + 1;
     } else {
       let s = read_utf8(env, v)?;
@@ -482,7 +483,9 @@ unsafe fn read_value(env: sys::napi_env, v: sys::napi_value, tag: u8) -> napi::R
         sys::napi_get_value_string_utf8(env, v, stack.as_mut_ptr().cast(), STACK, &mut len),
         "expected a string",
       )?;
-      let bytes: Arc<[u8]> = if len + 1 < STACK {
+      // As in `read_key`: a read that came within one character of the end
+      // of the buffer may have been cut, so it is read again in full.
+      let bytes: Arc<[u8]> = if len + 1 + 4 < STACK {
         // SAFETY: Node wrote `len` bytes (and a NUL) into `stack`.
         Arc::from(std::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len))
       } else {
