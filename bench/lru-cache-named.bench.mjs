@@ -55,8 +55,8 @@ if (process.argv[2] === '--memory') {
   // cache reads and some writes.
   const start = process.hrtime.bigint()
   let sink = 0
-  const rounds = quick ? 200_000 : 1_000_000
-  const window = new Array(50_000)
+  const rounds = quick ? 200_000 : Number(process.env.BENCH_ROUNDS ?? 1_000_000)
+  const window = new Array(Number(process.env.BENCH_WINDOW ?? 50_000))
   for (let i = 0; i < rounds; i++) {
     const req = { id: i, headers: { a: `h${i}`, b: [i, i + 1, i + 2] }, body: 'x'.repeat(64) }
     window[i % window.length] = req
