@@ -167,12 +167,6 @@ class NamedLRUCache {
     if (fetchMethod !== undefined && typeof fetchMethod !== 'function') {
       throw new TypeError('fetchMethod must be a function if specified')
     }
-    if (dispose !== undefined && typeof dispose !== 'function') {
-      throw new TypeError('dispose must be a function')
-    }
-    if (disposeAfter !== undefined && typeof disposeAfter !== 'function') {
-      throw new TypeError('disposeAfter must be a function')
-    }
     this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs)
     const raw = sharedCacheRawFunctions(this.#h.id)
     this.#get = raw.get
@@ -187,9 +181,10 @@ class NamedLRUCache {
     this.#max = max
     this.#maxSize = maxSize
     this.#perf = perf
-    this.#dispose = dispose
-    this.#disposeAfter = disposeAfter
-    this.#collect = dispose || disposeAfter ? COLLECT : 0
+    // Like lru-cache, a dispose option that is not a function is ignored.
+    this.#dispose = typeof dispose === 'function' ? dispose : undefined
+    this.#disposeAfter = typeof disposeAfter === 'function' ? disposeAfter : undefined
+    this.#collect = this.#dispose || this.#disposeAfter ? COLLECT : 0
     this.maxEntrySize = maxEntrySize || maxSize
     this.ttl = ttlMs
     this.allowStale = !!allowStale
