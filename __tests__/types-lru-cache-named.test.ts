@@ -1,0 +1,24 @@
+// Compiled by `tsc --noEmit`: the named cache's hand-written types.
+import { NamedLRUCache, type NamedLRUCacheStats } from '../lib/lru-cache-named.js'
+
+const cache = new NamedLRUCache<string, { id: number }>({
+  name: 'sessions',
+  maxSize: 256 * 1024 * 1024,
+  ttl: 60_000,
+  dispose: (value, key, reason) => void [value.id, key.length, reason],
+})
+cache.set('a', { id: 1 }, { ttl: 10 }).set('b', { id: 2 })
+const v: { id: number } | undefined = cache.get('a', { allowStale: true })
+const stats: NamedLRUCacheStats = cache.stats()
+for (const [k, value] of cache) void [k.toUpperCase(), value.id]
+// @ts-expect-error: keys are strings or numbers
+new NamedLRUCache<object, string>({ name: 'x', max: 1 })
+const fetching = new NamedLRUCache<string, string>({
+  name: 'users',
+  max: 100,
+  fetchMethod: async (key, stale, { signal }) => (signal.aborted ? stale : key.toUpperCase()),
+})
+const fetched: Promise<string | undefined> = fetching.fetch('a', { forceRefresh: true })
+fetching.close()
+cache.close()
+void [v, stats, fetched]

@@ -1,0 +1,253 @@
+// The named (process-wide) LRUCache against lru-cache 11.
+//
+// (a) A cross-thread read: `get` of a 200-byte string that another thread
+//     set, beside the way to share an lru-cache between threads today: a
+//     postMessage round trip to the thread that owns it.
+// (b) Memory and GC: 1,000,000 entries of ~200-byte values held by
+//     lru-cache vs a named cache, then a fixed allocation-heavy workload;
+//     heapUsed, RSS and GC pauses (PerformanceObserver 'gc'). Each subject
+//     runs in its own child process so one does not colour the other.
+// (c) get/set throughput in one thread vs lru-cache (single-thread speed is
+//     where a JS Map wins: every named operation crosses into Rust).
+import { Worker } from 'node:worker_threads'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { PerformanceObserver } from 'node:perf_hooks'
+import { createRequire } from 'node:module'
+import { compare, printTable, writeResults, quick } from './harness.mjs'
+
+const require = createRequire(import.meta.url)
+const { NamedLRUCache } = require('../lib/lru-cache-named.js')
+const { LRUCache } = require('lru-cache')
+
+// ---------------------------------------------------------------------------
+// (b) runs in a child: `node --expose-gc lru-cache-named.bench.mjs --memory <subject>`
+if (process.argv[2] === '--memory') {
+  const subject = process.argv[3]
+  const entries = quick ? 100_000 : 1_000_000
+  const settle = () => {
+    for (let i = 0; i < 3; i++) globalThis.gc()
+  }
+  settle()
+  const base = process.memoryUsage()
+  const value = (i) => `${i}:`.padEnd(200, 'v')
+  let cache
+  if (subject === 'lru-cache') cache = new LRUCache({ max: entries })
+  else cache = new NamedLRUCache({ name: 'bench-memory', max: entries, maxSize: 1024 * 1024 * 1024 })
+  // Keep the cache reachable to the end: a module-level local that no
+  // closure uses is dead after its last use, and V8 would collect it.
+  globalThis.benchCache = cache
+  for (let i = 0; i < entries; i++) cache.set(`key:${i}`, value(i))
+  settle()
+  const filled = process.memoryUsage()
+  const pauses = []
+  const majors = []
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      pauses.push(e.duration)
+      // kind 4: mark-compact (a full GC, which must trace every live object).
+      if ((e.detail?.kind ?? e.kind) === 4) majors.push(e.duration)
+    }
+  })
+  obs.observe({ entryTypes: ['gc'] })
+  // The fixed workload: request-like objects, a window of which stays alive
+  // long enough to be promoted (so full GCs happen, as in a service), plus
+  // cache reads and some writes.
+  const start = process.hrtime.bigint()
+  let sink = 0
+  const rounds = quick ? 200_000 : Number(process.env.BENCH_ROUNDS ?? 1_000_000)
+  const window = new Array(Number(process.env.BENCH_WINDOW ?? 50_000))
+  for (let i = 0; i < rounds; i++) {
+    const req = { id: i, headers: { a: `h${i}`, b: [i, i + 1, i + 2] }, body: 'x'.repeat(64) }
+    window[i % window.length] = req
+    const v = cache.get(`key:${(i * 7919) % entries}`)
+    if (v !== undefined) sink += v.length + req.headers.b.length
+    if (i % 10 === 0) cache.set(`key:${(i * 104729) % entries}`, value(i))
+  }
+  const workloadMs = Number(process.hrtime.bigint() - start) / 1e6
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  obs.disconnect()
+  window.fill(undefined)
+  // A forced full GC with the cache alive: what every full collection costs
+  // the process while the cache is in the heap (median of 5).
+  const forced = []
+  settle() // first collect the workload's garbage, untimed
+  for (let i = 0; i < 5; i++) {
+    const t0 = process.hrtime.bigint()
+    globalThis.gc()
+    forced.push(Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  forced.sort((a, b) => a - b)
+  pauses.sort((a, b) => a - b)
+  majors.sort((a, b) => a - b)
+  const p99 = pauses.length ? pauses[Math.min(pauses.length - 1, Math.floor(pauses.length * 0.99))] : 0
+  console.log(
+    JSON.stringify({
+      subject,
+      entries,
+      heapUsedMB: (filled.heapUsed - base.heapUsed) / 1048576,
+      rssMB: (filled.rss - base.rss) / 1048576,
+      gcCount: pauses.length,
+      gcTotalMs: pauses.reduce((a, b) => a + b, 0),
+      gcMaxMs: pauses.at(-1) ?? 0,
+      gcP99Ms: p99,
+      majorCount: majors.length,
+      majorTotalMs: majors.reduce((a, b) => a + b, 0),
+      majorMaxMs: majors.at(-1) ?? 0,
+      forcedFullGcMs: forced[2],
+      workloadMs,
+      sink: sink > 0,
+      size: globalThis.benchCache.size,
+    }),
+  )
+  process.exit(0)
+}
+
+const rows = []
+
+// ---------------------------------------------------------------------------
+// (a) cross-thread get
+const value200 = 'v'.repeat(200)
+const owner = new Worker(
+  `
+  const { parentPort } = require('node:worker_threads')
+  const { LRUCache } = require(${JSON.stringify(require.resolve('lru-cache'))})
+  const { NamedLRUCache } = require(${JSON.stringify(require.resolve('../lib/lru-cache-named.js'))})
+  const cache = new LRUCache({ max: 10000 })
+  const named = new NamedLRUCache({ name: 'bench-cross', max: 10000 })
+  for (let i = 0; i < 1000; i++) { cache.set('key:' + i, ${JSON.stringify(value200)}); named.set('key:' + i, ${JSON.stringify(value200)}) }
+  parentPort.on('message', (m) => {
+    if (m === 'ready?') return parentPort.postMessage('ready')
+    parentPort.postMessage(cache.get(m))
+  })
+  `,
+  { eval: true },
+)
+await new Promise((resolve) => {
+  owner.once('message', resolve)
+  owner.postMessage('ready?')
+})
+const cross = new NamedLRUCache({ name: 'bench-cross', max: 10000 })
+if (cross.get('key:1') !== value200) throw new Error('the worker did not fill the named cache')
+let sink = 0
+function roundTrip(key) {
+  return new Promise((resolve) => {
+    owner.once('message', resolve)
+    owner.postMessage(key)
+  })
+}
+rows.push(
+  await compare(
+    '(a) cross-thread get, 200-byte string',
+    {
+      'bulkhead named': (n) => {
+        for (let i = 0; i < n; i++) sink += cross.get(`key:${i % 1000}`).length
+      },
+      'postMessage to lru-cache owner': async (n) => {
+        for (let i = 0; i < n; i++) sink += (await roundTrip(`key:${i % 1000}`)).length
+      },
+    },
+    { iterations: 20_000 },
+  ),
+)
+await owner.terminate()
+
+// ---------------------------------------------------------------------------
+// (c) throughput in one thread
+const N = 200_000
+const keys = Array.from({ length: 100_000 }, (_, i) => `key:${String(i).padStart(12, '0')}`)
+const local = new LRUCache({ max: 100_000 })
+const named = new NamedLRUCache({ name: 'bench-throughput', max: 100_000 })
+for (const k of keys) {
+  local.set(k, value200)
+  named.set(k, value200)
+}
+rows.push(
+  await compare(
+    '(c) get hit, 200-byte string, 100k entries',
+    {
+      'bulkhead named': (n) => {
+        for (let i = 0; i < n; i++) sink += named.get(keys[(i * 7) % 100_000]).length
+      },
+      'lru-cache': (n) => {
+        for (let i = 0; i < n; i++) sink += local.get(keys[(i * 7) % 100_000]).length
+      },
+    },
+    { iterations: N },
+  ),
+)
+const obj = { id: 1, name: 'session', roles: ['a', 'b'], at: 1700000000000 }
+named.set('obj', obj)
+local.set('obj', obj)
+rows.push(
+  await compare(
+    '(c) get hit, small object (structured clone)',
+    {
+      'bulkhead named': (n) => {
+        for (let i = 0; i < n; i++) sink += named.get('obj').id
+      },
+      'lru-cache': (n) => {
+        for (let i = 0; i < n; i++) sink += local.get('obj').id
+      },
+    },
+    { iterations: N },
+  ),
+)
+const smallLocal = new LRUCache({ max: 10_000 })
+const smallNamed = new NamedLRUCache({ name: 'bench-evict', max: 10_000 })
+let counter = 0
+rows.push(
+  await compare(
+    '(c) evicting set, 200-byte string, max 10k',
+    {
+      'bulkhead named': (n) => {
+        for (let i = 0; i < n; i++) smallNamed.set(`k${counter++}`, value200)
+      },
+      'lru-cache': (n) => {
+        for (let i = 0; i < n; i++) smallLocal.set(`k${counter++}`, value200)
+      },
+    },
+    { iterations: N },
+  ),
+)
+printTable('Named LRUCache vs lru-cache 11 (ns/op, lower is better)', rows, { baseline: 'bulkhead named' })
+
+// ---------------------------------------------------------------------------
+// (b) memory and GC, one child process per subject
+const self = fileURLToPath(import.meta.url)
+const memory = {}
+for (const subject of ['lru-cache', 'bulkhead named']) {
+  const { stdout, status, stderr } = spawnSync(process.execPath, ['--expose-gc', self, '--memory', subject], {
+    encoding: 'utf8',
+    env: process.env,
+    maxBuffer: 1 << 20,
+  })
+  if (status !== 0) throw new Error(`memory bench ${subject} failed: ${stderr}`)
+  memory[subject] = JSON.parse(stdout.trim().split('\n').pop())
+}
+const m = memory
+const fmt = (x) => x.toFixed(2)
+console.log(`\n### (b) ${m['lru-cache'].entries.toLocaleString('en')} entries of ~200-byte strings, then a fixed allocation-heavy workload\n`)
+console.log('| metric | lru-cache | bulkhead named | lru-cache / named |')
+console.log('|---|---|---|---|')
+for (const [label, key] of [
+  ['heapUsed after fill (MB)', 'heapUsedMB'],
+  ['RSS after fill (MB)', 'rssMB'],
+  ['GC pauses (count)', 'gcCount'],
+  ['GC pause total (ms)', 'gcTotalMs'],
+  ['GC pause max (ms)', 'gcMaxMs'],
+  ['GC pause p99 (ms)', 'gcP99Ms'],
+  ['full (mark-compact) GCs (count)', 'majorCount'],
+  ['full GC pause total (ms)', 'majorTotalMs'],
+  ['full GC pause max (ms)', 'majorMaxMs'],
+  ['forced full GC, cache alive (ms, median of 5)', 'forcedFullGcMs'],
+  ['workload time (ms)', 'workloadMs'],
+]) {
+  const a = m['lru-cache'][key]
+  const b = m['bulkhead named'][key]
+  console.log(`| ${label} | ${fmt(a)} | ${fmt(b)} | ${b > 0 ? `${(a / b).toFixed(1)}x` : '-'} |`)
+}
+writeResults('lru-cache-named', { rows, memory, sink: sink > 0 })
+cross.close()
+named.close()
+smallNamed.close()

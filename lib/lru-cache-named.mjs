@@ -1,0 +1,1 @@
+export { NamedLRUCache } from './lru-cache-named.js'
