@@ -84,7 +84,19 @@ function flushTasks(disposed, disposeAfter) {
   while ((task = disposed.shift())) disposeAfter(...task)
 }
 
+let NamedLRUCache
+function loadNamed() {
+  NamedLRUCache ??= require('./lru-cache-named.js').NamedLRUCache
+  return NamedLRUCache
+}
+
 class LRUCache {
+  /** A named cache is an LRUCache too, though another class implements it. */
+  static [Symbol.hasInstance](value) {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true
+    return this === LRUCache && value instanceof loadNamed()
+  }
+
   // options that are read-only after construction
   #max
   #maxSize
@@ -203,6 +215,11 @@ class LRUCache {
   }
 
   constructor(options) {
+    // `name` switches to the process-wide store (lib/lru-cache-named.js):
+    // same API, entries in Rust memory shared by every worker_thread.
+    if (options != null && typeof options === 'object' && options.name !== undefined) {
+      return new (loadNamed())(options)
+    }
     const {
       max = 0,
       ttl,
