@@ -1,3 +1,431 @@
 'use strict'
-// Coming: see the issue for this primitive. The entry point loads and exports nothing yet.
-module.exports = {}
+// SingleFlight: per-key deduplication of concurrent async calls.
+//
+// Where things live (ARCHITECTURE.md, "SingleFlight", has the measurements):
+// - The flights of a local group are JS objects in a JS Map, because joining
+//   a flight must not cross into Rust (a crossing costs more than the whole
+//   Map.get). The state machine they follow is the one src/single_flight.rs
+//   (FlightTable) defines and unit-tests.
+// - Deadlines live in Rust (FlightDeadlines, a min-heap). A flight with a
+//   timeout writes (deadline, slot, id) into a Float64Array batch; the batch
+//   crosses only when it is full or when the group's single, unref'd timer
+//   fires, in the same call that returns what expired. No timer per flight;
+//   the timer is unref'd whenever no live flight has a deadline.
+
+const { AsyncLocalStorage } = require('node:async_hooks')
+const { performance } = require('node:perf_hooks')
+const native = require('./native.js')
+const { BulkheadError, codes } = require('./errors.js')
+
+const BATCH = 1024 // deadline triples per crossing
+const OUT = 1024 // expired (slot, id) pairs per crossing
+
+// The flights whose fn is running synchronously right now, innermost first
+// (a linked list of { flight, parent }). Enough to catch a flight that calls
+// do() for its own key before its first await, at no cost.
+let running = null
+// Created on first use by a group with detectRecursion: 'async'. Enabling an
+// AsyncLocalStorage on Node 20 installs promise hooks that slow every await
+// in the process, so groups that did not ask for it never create one.
+let asyncContext = null
+
+function invalid(message) {
+  return new BulkheadError(codes.INVALID_ARG, message)
+}
+
+function checkTimeout(value, name) {
+  if (value === undefined || value === Infinity) return Infinity
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw invalid(`${name} must be a positive number of milliseconds or Infinity`)
+  }
+  return value
+}
+
+function checkKey(key) {
+  const type = typeof key
+  if (type !== 'string' && type !== 'number') {
+    throw new TypeError(`key must be a string or a number, got ${key === null ? 'null' : type}`)
+  }
+}
+
+class Flight {
+  constructor(key, id) {
+    this.key = key
+    this.id = id
+    this.slot = -1
+    this.timeout = 0
+    this.mapped = true
+    this.done = false
+    this.calls = 1
+    // Callers that cannot leave (no signal) share `promise`; callers with a
+    // signal each have a record in `records`.
+    this.steady = 0
+    this.promise = null
+    this.resolve = null
+    this.reject = null
+    this.records = null
+    this.controller = null
+  }
+
+  shared() {
+    if (this.promise === null) {
+      this.promise = new Promise((resolve, reject) => {
+        this.resolve = resolve
+        this.reject = reject
+      })
+    }
+    return this.promise
+  }
+}
+
+class SingleFlight {
+  #flights = new Map()
+  #timeout
+  #maxKeys
+  #async
+  #live = 0
+  #nextId = 1
+  #stats = { flights: 0, calls: 0, shared: 0, timeouts: 0, aborts: 0, errors: 0 }
+  // Deadlines (only allocated once a flight has a timeout).
+  #deadlines = null
+  #batch = null
+  #batchCount = 0
+  #out = null
+  #slots = null
+  #freeSlots = null
+  #timer = null
+  #timerAt = Infinity
+  #pending = 0 // live flights that have a deadline
+  #onTimer = () => this.#tick()
+
+  /**
+   * @param {{ timeout?: number, maxKeys?: number, name?: string, detectRecursion?: 'sync' | 'async' }} [options]
+   */
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    const { timeout, maxKeys, name, detectRecursion = 'sync' } = options
+    this.#timeout = checkTimeout(timeout, 'options.timeout')
+    if (maxKeys === undefined || maxKeys === Infinity) {
+      this.#maxKeys = Infinity
+    } else if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) {
+      throw invalid('options.maxKeys must be a positive integer or Infinity')
+    } else {
+      this.#maxKeys = maxKeys
+    }
+    if (detectRecursion !== 'sync' && detectRecursion !== 'async') {
+      throw invalid("options.detectRecursion must be 'sync' or 'async'")
+    }
+    this.#async = detectRecursion === 'async'
+    if (this.#async && asyncContext === null) asyncContext = new AsyncLocalStorage()
+    if (name !== undefined) {
+      throw invalid('options.name is not supported yet: SingleFlight groups are local to their thread')
+    }
+  }
+
+  /** Runs `fn` once for every caller of `key` that arrives while it is in progress. */
+  do(key, fn, options) {
+    return this.#call(key, fn, options, false)
+  }
+
+  /** Like `do`, resolving to `{ value, shared }`: whether the result went to more than one call. */
+  doShared(key, fn, options) {
+    return this.#call(key, fn, options, true)
+  }
+
+  /** The next call for `key` starts a new flight; callers of the old one still get its result. */
+  forget(key) {
+    const flight = this.#flights.get(key)
+    if (flight === undefined) return false
+    flight.mapped = false
+    this.#flights.delete(key)
+    return true
+  }
+
+  /** Whether a flight for `key` is in progress. */
+  inFlight(key) {
+    return this.#flights.has(key)
+  }
+
+  /** How many keys have a flight in progress. */
+  get size() {
+    return this.#flights.size
+  }
+
+  /** Counters since the group was made. */
+  stats() {
+    return { ...this.#stats }
+  }
+
+  /** A function that deduplicates concurrent calls of `fn` by `keyFn(...args)` (default: the first argument). */
+  wrap(fn, keyFn) {
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function')
+    if (keyFn !== undefined && typeof keyFn !== 'function') throw new TypeError('keyFn must be a function')
+    const group = this
+    return function deduplicated(...args) {
+      const key = keyFn === undefined ? args[0] : keyFn.apply(this, args)
+      return group.do(key, () => fn.apply(this, args))
+    }
+  }
+
+  #call(key, fn, options, withShared) {
+    checkKey(key)
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function')
+    let signal
+    let timeout = this.#timeout
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+      signal = options.signal
+      if (signal != null && !(signal instanceof AbortSignal)) {
+        throw invalid('options.signal must be an AbortSignal')
+      }
+      if (options.timeout !== undefined) timeout = checkTimeout(options.timeout, 'options.timeout')
+    }
+    if (signal != null && signal.aborted) {
+      this.#stats.aborts++
+      return Promise.reject(aborted(signal))
+    }
+
+    let flight = this.#flights.get(key)
+    if (flight !== undefined) {
+      if (this.#inside(flight)) {
+        return Promise.reject(
+          new BulkheadError(
+            codes.RECURSIVE_FLIGHT,
+            `the flight for key ${String(key)} called do() for its own key; it would wait on itself`,
+          ),
+        )
+      }
+      flight.calls++
+      this.#stats.calls++
+      this.#stats.shared++
+      return this.#wait(flight, signal, withShared)
+    }
+
+    if (this.#live >= this.#maxKeys) {
+      return Promise.reject(
+        new BulkheadError(
+          codes.QUEUE_FULL,
+          `${this.#live} flights are in progress (maxKeys: ${this.#maxKeys})`,
+        ),
+      )
+    }
+    flight = new Flight(key, this.#nextId++)
+    this.#flights.set(key, flight)
+    this.#live++
+    this.#stats.flights++
+    this.#stats.calls++
+    // The caller waits before the deadline is queued: queueing may drain a
+    // full batch, and under load that drain can already find this flight due.
+    const promise = this.#wait(flight, signal, withShared)
+    if (timeout !== Infinity) this.#schedule(flight, performance.now() + timeout, timeout)
+    if (!flight.done) this.#start(flight, fn)
+    return promise
+  }
+
+  #inside(flight) {
+    let node = running
+    if (node === null && this.#async) node = asyncContext.getStore() ?? null
+    for (; node !== null; node = node.parent) if (node.flight === flight) return true
+    return false
+  }
+
+  #wait(flight, signal, withShared) {
+    if (signal == null) {
+      flight.steady++
+      const promise = flight.shared()
+      return withShared ? promise.then((value) => ({ value, shared: flight.calls > 1 })) : promise
+    }
+    const record = { flight, signal, index: 0, withShared, resolve: null, reject: null, onAbort: null }
+    const promise = new Promise((resolve, reject) => {
+      record.resolve = resolve
+      record.reject = reject
+    })
+    record.onAbort = () => this.#leave(record)
+    signal.addEventListener('abort', record.onAbort, { once: true })
+    if (flight.records === null) flight.records = []
+    record.index = flight.records.length
+    flight.records.push(record)
+    return promise
+  }
+
+  #start(flight, fn) {
+    let parent = running
+    if (parent === null && this.#async) parent = asyncContext.getStore() ?? null
+    const node = { flight, parent }
+    let signal
+    if (fn.length > 0) {
+      flight.controller = new AbortController()
+      signal = flight.controller.signal
+    }
+    let result
+    running = node
+    try {
+      result = this.#async ? asyncContext.run(node, fn, signal) : fn(signal)
+    } catch (err) {
+      running = parent
+      this.#settle(flight, false, err)
+      return
+    }
+    running = parent
+    if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
+      result.then(
+        (value) => this.#settle(flight, true, value),
+        (err) => this.#settle(flight, false, err),
+      )
+    } else {
+      this.#settle(flight, true, result)
+    }
+  }
+
+  // Removes the flight from the group; it keeps only what its callers need.
+  #end(flight) {
+    flight.done = true
+    this.#live--
+    if (flight.mapped && this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
+    if (flight.slot >= 0) {
+      this.#slots[flight.slot] = null
+      this.#freeSlots.push(flight.slot)
+      flight.slot = -1
+      if (--this.#pending === 0) {
+        // Only stale deadlines are left: the timer must not hold the process
+        // open, and the slot arrays shrink back (stale entries then find an
+        // empty slot and are skipped).
+        if (this.#timer !== null) this.#timer.unref()
+        this.#slots = []
+        this.#freeSlots = []
+      }
+    }
+  }
+
+  #settle(flight, ok, value) {
+    if (flight.done) return
+    this.#end(flight)
+    if (!ok) this.#stats.errors++
+    this.#deliver(flight, ok, value)
+  }
+
+  #deliver(flight, ok, value) {
+    if (flight.promise !== null) {
+      if (ok) flight.resolve(value)
+      else flight.reject(value)
+      flight.resolve = flight.reject = null
+    }
+    const records = flight.records
+    if (records !== null) {
+      flight.records = null
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i]
+        record.signal.removeEventListener('abort', record.onAbort)
+        if (!ok) record.reject(value)
+        else if (record.withShared) record.resolve({ value, shared: flight.calls > 1 })
+        else record.resolve(value)
+        record.signal = record.onAbort = record.resolve = record.reject = null
+      }
+    }
+    flight.controller = null
+  }
+
+  #leave(record) {
+    const flight = record.flight
+    if (flight.done || record.signal === null) return
+    const records = flight.records
+    const last = records.pop()
+    if (last !== record) {
+      records[record.index] = last
+      last.index = record.index
+    }
+    this.#stats.aborts++
+    const reason = aborted(record.signal)
+    record.signal.removeEventListener('abort', record.onAbort)
+    record.signal = record.onAbort = record.resolve = null
+    const reject = record.reject
+    record.reject = null
+    reject(reason)
+    if (records.length === 0 && flight.steady === 0) {
+      // The last caller left: nobody wants the result, so the flight ends
+      // and fn is told through its signal.
+      this.#end(flight)
+      flight.records = null
+      const controller = flight.controller
+      flight.controller = null
+      if (controller !== null) {
+        controller.abort(new BulkheadError(codes.ABORTED, 'every caller of this flight left'))
+      }
+    }
+  }
+
+  #schedule(flight, deadline, timeout) {
+    if (this.#deadlines === null) {
+      this.#deadlines = new native.FlightDeadlines()
+      this.#batch = new Float64Array(BATCH * 3)
+      this.#out = new Float64Array(1 + OUT * 2)
+      this.#slots = []
+      this.#freeSlots = []
+    }
+    const slot = this.#freeSlots.length > 0 ? this.#freeSlots.pop() : this.#slots.length
+    this.#slots[slot] = flight
+    flight.slot = slot
+    flight.timeout = timeout
+    if (this.#pending++ === 0 && this.#timer !== null) this.#timer.ref()
+    const i = this.#batchCount * 3
+    this.#batch[i] = deadline
+    this.#batch[i + 1] = slot
+    this.#batch[i + 2] = flight.id
+    if (++this.#batchCount === BATCH) this.#drain()
+    if (deadline < this.#timerAt) this.#arm(deadline)
+  }
+
+  #arm(at) {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timerAt = at
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(at - performance.now())))
+    // A caller waiting on a deadline keeps the process alive until it
+    // passes, as its own setTimeout would; stale deadlines never do.
+    if (this.#pending === 0) this.#timer.unref()
+  }
+
+  #tick() {
+    this.#timer = null
+    this.#timerAt = Infinity
+    const next = this.#drain()
+    if (next >= 0) this.#arm(next)
+  }
+
+  // Hands the batch to Rust and expires what is due. Returns the next deadline or -1.
+  #drain() {
+    const out = this.#out
+    for (;;) {
+      const now = performance.now()
+      const count = this.#deadlines.drain(this.#batch, this.#batchCount, now, out)
+      this.#batchCount = 0
+      const next = out[0]
+      // Collected first: expiring runs user code (abort listeners), which
+      // may start flights and so reuse `out`.
+      const due = []
+      for (let i = 0; i < count; i++) {
+        const flight = this.#slots[out[1 + 2 * i]]
+        if (flight != null && flight.id === out[2 + 2 * i]) due.push(flight)
+      }
+      for (const flight of due) if (!flight.done) this.#expire(flight)
+      if (count < OUT || next > now) return next
+    }
+  }
+
+  #expire(flight) {
+    this.#end(flight)
+    this.#stats.timeouts++
+    const err = new BulkheadError(
+      codes.TIMEOUT,
+      `the flight for key ${String(flight.key)} did not settle within ${flight.timeout} ms`,
+    )
+    const controller = flight.controller
+    this.#deliver(flight, false, err)
+    if (controller !== null) controller.abort(err)
+  }
+}
+
+function aborted(signal) {
+  return new BulkheadError(codes.ABORTED, 'the call was aborted', { cause: signal.reason })
+}
+
+module.exports = { SingleFlight }
