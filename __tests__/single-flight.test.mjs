@@ -3,7 +3,10 @@ import assert from 'node:assert/strict'
 import { getEventListeners } from 'node:events'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
 import { SingleFlight } from '../lib/single-flight.mjs'
+
+const native = createRequire(import.meta.url)('../lib/native.js')
 
 const tick = () => new Promise((resolve) => setImmediate(resolve))
 
@@ -211,6 +214,29 @@ test('no abort listener is left on a caller’s long-lived signal', async () => 
   assert.equal(getEventListeners(longLived, 'abort').length, 1, 'one listener while waiting')
   assert.equal(await codeOf(pending), 'ERR_TIMEOUT')
   assert.equal(getEventListeners(longLived, 'abort').length, 0)
+})
+
+test('many calls waiting with one signal share one listener, and all leave when it fires', async () => {
+  const group = new SingleFlight()
+  const other = new SingleFlight()
+  const ac = new AbortController()
+  const flightSignals = []
+  const fn = (signal) => {
+    flightSignals.push(signal)
+    return new Promise(() => {})
+  }
+  const calls = []
+  for (let i = 0; i < 1000; i++) {
+    calls.push(group.do(`k${i % 10}`, fn, { signal: ac.signal }), other.do(i % 10, fn, { signal: ac.signal }))
+  }
+  assert.equal(getEventListeners(ac.signal, 'abort').length, 1)
+  assert.equal(flightSignals.length, 20)
+  ac.abort()
+  for (const c of calls) assert.equal(await codeOf(c), 'ERR_ABORTED')
+  assert.ok(flightSignals.every((s) => s.aborted), 'every flight lost its last caller')
+  assert.equal(group.size + other.size, 0)
+  assert.equal(group.stats().aborts, 1000)
+  assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
 })
 
 test('the deadline rejects every waiter with ERR_TIMEOUT, frees the key and aborts fn', async () => {
@@ -504,4 +530,22 @@ test('an idle group does not keep the process alive; a pending deadline does unt
   )
   assert.equal(waiting.status, 0, waiting.stderr)
   assert.equal(waiting.stdout.trim(), 'ERR_TIMEOUT', 'the caller got its answer before the process exited')
+})
+
+test('the Rust deadline queue takes batched additions and exact removals', () => {
+  const queue = new native.FlightDeadlines()
+  const batch = new Float64Array(3 * 8)
+  const out = new Float64Array(1 + 2 * 2)
+  // Four flights (deadline, slot, id); then flight 2 settles (a removal).
+  batch.set([30, 0, 1, 10, 1, 2, 20, 2, 3, 40, 3, 4, 10, -1, 2])
+  assert.equal(queue.drain(batch, 5, 5, out), 0)
+  assert.equal(out[0], 20, 'the next deadline is that of a live flight')
+  assert.equal(queue.length, 3)
+  // At 35, flights 3 and 1 are due; the output holds two pairs at a time.
+  assert.equal(queue.drain(batch, 0, 35, out), 2)
+  assert.deepEqual([...out], [40, 2, 3, 0, 1])
+  assert.equal(queue.drain(batch, 0, 100, out), 1)
+  assert.deepEqual([...out.slice(0, 3)], [-1, 3, 4])
+  assert.equal(queue.length, 0)
+  assert.throws(() => queue.drain(batch, 9, 0, out), { code: 'ERR_INVALID_ARG' })
 })

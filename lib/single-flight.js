@@ -9,8 +9,10 @@
 // - Deadlines live in Rust (FlightDeadlines, a min-heap). A flight with a
 //   timeout writes (deadline, slot, id) into a Float64Array batch; the batch
 //   crosses only when it is full or when the group's single, unref'd timer
-//   fires, in the same call that returns what expired. No timer per flight;
-//   the timer is unref'd whenever no live flight has a deadline.
+//   fires, in the same call that returns what expired. A flight that settles
+//   while still in the batch is taken out in JS and never reaches Rust; one
+//   that settles later queues a removal. No timer per flight; the timer is
+//   unref'd whenever no live flight has a deadline.
 
 const { AsyncLocalStorage } = require('node:async_hooks')
 const { performance } = require('node:perf_hooks')
@@ -54,6 +56,9 @@ class Flight {
     this.id = id
     this.slot = -1
     this.timeout = 0
+    this.deadline = 0
+    // Where the deadline is: -2 nowhere, -1 in Rust, >= 0 its index in the batch.
+    this.queued = -2
     this.mapped = true
     this.done = false
     this.calls = 1
@@ -235,13 +240,21 @@ class SingleFlight {
       const promise = flight.shared()
       return withShared ? promise.then((value) => ({ value, shared: flight.calls > 1 })) : promise
     }
-    const record = { flight, signal, index: 0, withShared, resolve: null, reject: null, onAbort: null }
+    const record = { group: this, flight, signal, index: 0, withShared, resolve: null, reject: null }
     const promise = new Promise((resolve, reject) => {
       record.resolve = resolve
       record.reject = reject
     })
-    record.onAbort = () => this.#leave(record)
-    signal.addEventListener('abort', record.onAbort, { once: true })
+    // One listener per signal, however many calls wait with it: Node's
+    // EventTarget scans its listeners on every add, so a listener per call
+    // on one long-lived signal costs O(calls) each (measured in the bench).
+    let waiting = watched.get(signal)
+    if (waiting === undefined) {
+      waiting = new Set()
+      watched.set(signal, waiting)
+      signal.addEventListener('abort', SingleFlight.#onAbort, { once: true })
+    }
+    waiting.add(record)
     if (flight.records === null) flight.records = []
     record.index = flight.records.length
     flight.records.push(record)
@@ -286,10 +299,10 @@ class SingleFlight {
       this.#slots[flight.slot] = null
       this.#freeSlots.push(flight.slot)
       flight.slot = -1
+      this.#unqueue(flight)
       if (--this.#pending === 0) {
-        // Only stale deadlines are left: the timer must not hold the process
-        // open, and the slot arrays shrink back (stale entries then find an
-        // empty slot and are skipped).
+        // No live flight has a deadline: the timer must not hold the process
+        // open, and the slot arrays shrink back.
         if (this.#timer !== null) this.#timer.unref()
         this.#slots = []
         this.#freeSlots = []
@@ -315,14 +328,34 @@ class SingleFlight {
       flight.records = null
       for (let i = 0; i < records.length; i++) {
         const record = records[i]
-        record.signal.removeEventListener('abort', record.onAbort)
+        SingleFlight.#unwatch(record)
         if (!ok) record.reject(value)
         else if (record.withShared) record.resolve({ value, shared: flight.calls > 1 })
         else record.resolve(value)
-        record.signal = record.onAbort = record.resolve = record.reject = null
+        record.signal = record.resolve = record.reject = null
       }
     }
     flight.controller = null
+  }
+
+  static #unwatch(record) {
+    const signal = record.signal
+    const waiting = watched.get(signal)
+    if (waiting === undefined) return
+    waiting.delete(record)
+    if (waiting.size === 0) {
+      watched.delete(signal)
+      signal.removeEventListener('abort', SingleFlight.#onAbort)
+    }
+  }
+
+  // The signals' one listener: every call waiting with `signal` leaves.
+  static #onAbort(event) {
+    const signal = event.target
+    const waiting = watched.get(signal)
+    if (waiting === undefined) return
+    watched.delete(signal)
+    for (const record of waiting) record.group.#leave(record)
   }
 
   #leave(record) {
@@ -336,8 +369,7 @@ class SingleFlight {
     }
     this.#stats.aborts++
     const reason = aborted(record.signal)
-    record.signal.removeEventListener('abort', record.onAbort)
-    record.signal = record.onAbort = record.resolve = null
+    record.signal = record.resolve = null
     const reject = record.reject
     record.reject = null
     reject(reason)
@@ -367,12 +399,39 @@ class SingleFlight {
     flight.slot = slot
     flight.timeout = timeout
     if (this.#pending++ === 0 && this.#timer !== null) this.#timer.ref()
+    flight.deadline = deadline
+    flight.queued = this.#batchCount
+    this.#push(deadline, slot, flight.id)
+    if (deadline < this.#timerAt) this.#arm(deadline)
+  }
+
+  #push(deadline, slot, id) {
     const i = this.#batchCount * 3
     this.#batch[i] = deadline
     this.#batch[i + 1] = slot
-    this.#batch[i + 2] = flight.id
+    this.#batch[i + 2] = id
     if (++this.#batchCount === BATCH) this.#drain()
-    if (deadline < this.#timerAt) this.#arm(deadline)
+  }
+
+  // Takes an ended flight's deadline out: out of the batch if it is still
+  // there (it then never reaches Rust), else a removal triple for Rust.
+  #unqueue(flight) {
+    const at = flight.queued
+    flight.queued = -2
+    if (at >= 0) {
+      const batch = this.#batch
+      const last = --this.#batchCount
+      if (at !== last) {
+        const from = last * 3
+        const to = at * 3
+        batch[to] = batch[from]
+        batch[to + 1] = batch[from + 1]
+        batch[to + 2] = batch[from + 2]
+        if (batch[to + 1] >= 0) this.#slots[batch[to + 1]].queued = at
+      }
+    } else if (at === -1) {
+      this.#push(flight.deadline, -1, flight.id)
+    }
   }
 
   #arm(at) {
@@ -394,9 +453,15 @@ class SingleFlight {
   // Hands the batch to Rust and expires what is due. Returns the next deadline or -1.
   #drain() {
     const out = this.#out
+    const batch = this.#batch
     for (;;) {
+      // Every add in the batch is about to be in Rust.
+      for (let i = 0; i < this.#batchCount; i++) {
+        const slot = batch[i * 3 + 1]
+        if (slot >= 0) this.#slots[slot].queued = -1
+      }
       const now = performance.now()
-      const count = this.#deadlines.drain(this.#batch, this.#batchCount, now, out)
+      const count = this.#deadlines.drain(batch, this.#batchCount, now, out)
       this.#batchCount = 0
       const next = out[0]
       // Collected first: expiring runs user code (abort listeners), which
@@ -404,7 +469,10 @@ class SingleFlight {
       const due = []
       for (let i = 0; i < count; i++) {
         const flight = this.#slots[out[1 + 2 * i]]
-        if (flight != null && flight.id === out[2 + 2 * i]) due.push(flight)
+        if (flight != null && flight.id === out[2 + 2 * i]) {
+          flight.queued = -2 // Rust let go of it
+          due.push(flight)
+        }
       }
       for (const flight of due) if (!flight.done) this.#expire(flight)
       if (count < OUT || next > now) return next
@@ -423,6 +491,9 @@ class SingleFlight {
     if (controller !== null) controller.abort(err)
   }
 }
+
+// AbortSignal -> the records of the calls waiting with it (all groups).
+const watched = new WeakMap()
 
 function aborted(signal) {
   return new BulkheadError(codes.ABORTED, 'the call was aborted', { cause: signal.reason })

@@ -3,11 +3,11 @@
 //!
 //! Two pieces live here, both without Node types:
 //!
-//! - [`DeadlineQueue`]: a min-heap of `(deadline, slot, id)` entries with lazy
-//!   deletion. A local (unnamed) `SingleFlight` keeps its flights in JS (the
-//!   join path must not cross into Rust) and hands its deadlines to this queue
-//!   in batches; one timer per group, armed at [`DeadlineQueue::next`], drains
-//!   what expired in one crossing.
+//! - [`DeadlineQueue`]: the deadlines of live flights, earliest first, with
+//!   exact removal. A local (unnamed) `SingleFlight` keeps its flights in JS
+//!   (the join path must not cross into Rust) and hands its deadline
+//!   additions and removals to this queue in batches; one timer per group,
+//!   armed at [`DeadlineQueue::next`], drains what expired in one crossing.
 //! - [`FlightTable`]: the whole state machine of a group (keys to flight ids,
 //!   waiter and call counts, deadlines, the `maxKeys` bound, stats, and the
 //!   data that detects a flight waiting on itself). It is what a group shared
@@ -19,7 +19,7 @@
 //! drive it with a [`crate::clock::ManualClock`] and never sleep.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode};
@@ -66,25 +66,23 @@ impl FlightKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlightId(pub u64);
 
-/// One deadline: when `deadline` passes, the flight in `slot` whose id is
-/// `id` expires, unless it has settled (the queue deletes lazily, so the
-/// owner checks `id` against what the slot holds now).
+/// One deadline: when `deadline` passes, the flight kept in `slot` whose
+/// id is `id` expires. `(deadline, id)` identifies the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DeadlineEntry {
   /// When the entry expires.
   pub deadline: Duration,
   /// Where the owner keeps the flight.
   pub slot: u32,
-  /// The flight's id, to recognise a slot that was reused.
+  /// The flight's id (unique within its group).
   pub id: u64,
 }
 
-/// A min-heap of deadlines, one per flight that has a timeout.
+/// The deadlines of the live flights of a group, earliest first.
 ///
-/// Settled flights are not removed (that would need a crossing per flight);
-/// their entries come out at their deadline and the owner skips them because
-/// the slot no longer holds that id. So the queue holds at most the flights
-/// started within one timeout period.
+/// An ordered map keyed by `(deadline, id)`, so a flight that settles is
+/// removed exactly (the owner knows both) and the queue never holds more
+/// entries than there are live flights with a deadline.
 ///
 /// # Examples
 ///
@@ -94,14 +92,17 @@ pub struct DeadlineEntry {
 /// let mut q = DeadlineQueue::new();
 /// q.push(DeadlineEntry { deadline: Duration::from_millis(20), slot: 1, id: 11 });
 /// q.push(DeadlineEntry { deadline: Duration::from_millis(10), slot: 0, id: 10 });
+/// q.push(DeadlineEntry { deadline: Duration::from_millis(15), slot: 2, id: 12 });
+/// assert!(q.remove(Duration::from_millis(15), 12));
 /// assert_eq!(q.next(), Some(Duration::from_millis(10)));
 /// let mut out = Vec::new();
 /// q.pop_expired(Duration::from_millis(15), usize::MAX, &mut out);
 /// assert_eq!(out.iter().map(|e| e.id).collect::<Vec<_>>(), vec![10]);
+/// assert_eq!(q.len(), 1);
 /// ```
 #[derive(Debug, Default)]
 pub struct DeadlineQueue {
-  heap: BinaryHeap<Reverse<DeadlineEntry>>,
+  entries: BTreeMap<(Duration, u64), u32>,
 }
 
 impl DeadlineQueue {
@@ -110,14 +111,19 @@ impl DeadlineQueue {
     Self::default()
   }
 
-  /// Adds one deadline.
+  /// Adds one deadline (replacing an entry with the same deadline and id).
   pub fn push(&mut self, entry: DeadlineEntry) {
-    self.heap.push(Reverse(entry));
+    self.entries.insert((entry.deadline, entry.id), entry.slot);
+  }
+
+  /// Removes the entry of flight `id` with `deadline`. Returns whether it was queued.
+  pub fn remove(&mut self, deadline: Duration, id: u64) -> bool {
+    self.entries.remove(&(deadline, id)).is_some()
   }
 
   /// The earliest deadline, if any.
   pub fn next(&self) -> Option<Duration> {
-    self.heap.peek().map(|Reverse(e)| e.deadline)
+    self.entries.keys().next().map(|&(deadline, _)| deadline)
   }
 
   /// Moves up to `limit` entries whose deadline is at or before `now` into
@@ -130,10 +136,10 @@ impl DeadlineQueue {
   ) -> usize {
     let mut moved = 0;
     while moved < limit {
-      match self.heap.peek() {
-        Some(Reverse(e)) if e.deadline <= now => {
-          out.push(*e);
-          self.heap.pop();
+      match self.entries.first_key_value() {
+        Some((&(deadline, id), &slot)) if deadline <= now => {
+          self.entries.pop_first();
+          out.push(DeadlineEntry { deadline, slot, id });
           moved += 1;
         }
         _ => break,
@@ -142,19 +148,19 @@ impl DeadlineQueue {
     moved
   }
 
-  /// How many entries (live or stale) the queue holds.
+  /// How many entries the queue holds.
   pub fn len(&self) -> usize {
-    self.heap.len()
+    self.entries.len()
   }
 
   /// Whether the queue is empty.
   pub fn is_empty(&self) -> bool {
-    self.heap.is_empty()
+    self.entries.is_empty()
   }
 
   /// Drops every entry.
   pub fn clear(&mut self) {
-    self.heap.clear();
+    self.entries.clear();
   }
 }
 
@@ -711,24 +717,28 @@ mod tests {
   }
 
   #[test]
-  fn deadline_queue_pops_in_order_with_a_limit() {
+  fn deadline_queue_pops_in_order_with_a_limit_and_removes_exactly() {
     let mut q = DeadlineQueue::new();
-    for (i, d) in [30u64, 10, 20, 10].into_iter().enumerate() {
+    for (i, d) in [30u64, 10, 20, 10, 25].into_iter().enumerate() {
       q.push(DeadlineEntry {
         deadline: ms(d),
         slot: i as u32,
         id: i as u64,
       });
     }
+    assert!(q.remove(ms(25), 4));
+    assert!(!q.remove(ms(25), 4), "already gone");
+    assert!(!q.remove(ms(30), 1), "the deadline must match too");
     let mut out = Vec::new();
     assert_eq!(q.pop_expired(ms(25), 2, &mut out), 2);
     assert_eq!(q.pop_expired(ms(25), 10, &mut out), 1);
-    let deadlines: Vec<_> = out.iter().map(|e| e.deadline).collect();
-    assert_eq!(deadlines, vec![ms(10), ms(10), ms(20)]);
+    let got: Vec<_> = out.iter().map(|e| (e.deadline, e.slot, e.id)).collect();
+    assert_eq!(got, vec![(ms(10), 1, 1), (ms(10), 3, 3), (ms(20), 2, 2)]);
     assert_eq!(q.next(), Some(ms(30)));
     assert_eq!(q.len(), 1);
     q.clear();
     assert!(q.is_empty());
+    assert_eq!(q.next(), None);
   }
 
   #[test]

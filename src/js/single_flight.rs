@@ -5,8 +5,11 @@
 //! deadlines, in batches: the JS layer writes `(deadline, slot, id)` triples
 //! into a `Float64Array` and hands the batch over only when it is full or
 //! when the group's single timer fires, in the same call that returns the
-//! flights whose deadline passed. So a flight costs no crossing of its own;
-//! a timer tick or a full batch of 1,024 flights costs one.
+//! flights whose deadline passed. A flight that settles while its triple is
+//! still in the batch is taken out of the batch in JS and never reaches Rust;
+//! one that settles later sends a removal triple in the next batch. So a
+//! flight costs no crossing of its own, and the Rust queue holds only live
+//! flights.
 
 use std::time::Duration;
 
@@ -43,7 +46,9 @@ impl FlightDeadlines {
     }
   }
 
-  /// Adds the first `count` triples `(deadlineMs, slot, id)` of `batch`, then
+  /// Applies the first `count` triples `(deadlineMs, slot, id)` of `batch`
+  /// (a negative `slot` removes the entry `(deadlineMs, id)`, a flight that
+  /// settled after its deadline was handed over; otherwise it is added), then
   /// writes the entries whose deadline is at or before `nowMs` into `out` as
   /// pairs `(slot, id)` starting at `out[1]`, as many as fit, earliest first.
   /// `out[0]` receives the earliest remaining deadline in milliseconds, or
@@ -68,11 +73,16 @@ impl FlightDeadlines {
       return Err(Error::invalid_arg("drain: batch or out is too small").into());
     }
     for triple in batch[..count * 3].chunks_exact(3) {
-      self.queue.push(DeadlineEntry {
-        deadline: ms_to_duration(triple[0]),
-        slot: triple[1] as u32,
-        id: triple[2] as u64,
-      });
+      let (deadline, id) = (ms_to_duration(triple[0]), triple[2] as u64);
+      if triple[1] < 0.0 {
+        self.queue.remove(deadline, id);
+      } else {
+        self.queue.push(DeadlineEntry {
+          deadline,
+          slot: triple[1] as u32,
+          id,
+        });
+      }
     }
     let room = (out.len() - 1) / 2;
     self.expired.clear();
