@@ -22,9 +22,10 @@ const { BulkheadError, codes } = require('./errors.js')
 const BATCH = 1024 // deadline triples per crossing
 const OUT = 1024 // expired (slot, id) pairs per crossing
 
-// The flights whose fn is running synchronously right now, innermost first
-// (a linked list of { flight, parent }). Enough to catch a flight that calls
-// do() for its own key before its first await, at no cost.
+// The flight whose fn is running synchronously right now; its `parent` is the
+// flight whose fn started it, and so on (a chain through other keys). Enough
+// to catch a flight that calls do() for its own key before its first await,
+// at no cost.
 let running = null
 // Created on first use by a group with detectRecursion: 'async'. Enabling an
 // AsyncLocalStorage on Node 20 installs promise hooks that slow every await
@@ -70,6 +71,8 @@ class Flight {
     this.reject = null
     this.records = null
     this.controller = null
+    // The flight whose fn started this one (recursion detection), or null.
+    this.parent = null
   }
 
   shared() {
@@ -228,9 +231,9 @@ class SingleFlight {
   }
 
   #inside(flight) {
-    let node = running
-    if (node === null && this.#async) node = asyncContext.getStore() ?? null
-    for (; node !== null; node = node.parent) if (node.flight === flight) return true
+    let f = running
+    if (f === null && this.#async) f = asyncContext.getStore() ?? null
+    for (; f !== null; f = f.parent) if (f === flight) return true
     return false
   }
 
@@ -240,7 +243,7 @@ class SingleFlight {
       const promise = flight.shared()
       return withShared ? promise.then((value) => ({ value, shared: flight.calls > 1 })) : promise
     }
-    const record = { group: this, flight, signal, index: 0, withShared, resolve: null, reject: null }
+    const record = { group: this, flight, signal, waiting: null, index: 0, withShared, resolve: null, reject: null }
     const promise = new Promise((resolve, reject) => {
       record.resolve = resolve
       record.reject = reject
@@ -255,6 +258,7 @@ class SingleFlight {
       signal.addEventListener('abort', SingleFlight.#onAbort, { once: true })
     }
     waiting.add(record)
+    record.waiting = waiting
     if (flight.records === null) flight.records = []
     record.index = flight.records.length
     flight.records.push(record)
@@ -262,24 +266,23 @@ class SingleFlight {
   }
 
   #start(flight, fn) {
-    let parent = running
-    if (parent === null && this.#async) parent = asyncContext.getStore() ?? null
-    const node = { flight, parent }
+    const outer = running
+    flight.parent = outer === null && this.#async ? (asyncContext.getStore() ?? null) : outer
     let signal
     if (fn.length > 0) {
       flight.controller = new AbortController()
       signal = flight.controller.signal
     }
     let result
-    running = node
+    running = flight
     try {
-      result = this.#async ? asyncContext.run(node, fn, signal) : fn(signal)
+      result = this.#async ? asyncContext.run(flight, fn, signal) : fn(signal)
     } catch (err) {
-      running = parent
+      running = outer
       this.#settle(flight, false, err)
       return
     }
-    running = parent
+    running = outer
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
       result.then(
         (value) => this.#settle(flight, true, value),
@@ -321,7 +324,9 @@ class SingleFlight {
     if (flight.promise !== null) {
       if (ok) flight.resolve(value)
       else flight.reject(value)
-      flight.resolve = flight.reject = null
+      // An ended flight may stay reachable (an async context started inside
+      // fn, with detectRecursion: 'async'); it must not hold the result.
+      flight.promise = flight.resolve = flight.reject = null
     }
     const records = flight.records
     if (records !== null) {
@@ -333,20 +338,19 @@ class SingleFlight {
         else if (record.withShared) record.resolve({ value, shared: flight.calls > 1 })
         else record.resolve(value)
         record.signal = record.resolve = record.reject = null
+        record.flight = null
       }
     }
     flight.controller = null
   }
 
   static #unwatch(record) {
+    const waiting = record.waiting
+    record.waiting = null
+    if (!waiting.delete(record) || waiting.size > 0) return
     const signal = record.signal
-    const waiting = watched.get(signal)
-    if (waiting === undefined) return
-    waiting.delete(record)
-    if (waiting.size === 0) {
-      watched.delete(signal)
-      signal.removeEventListener('abort', SingleFlight.#onAbort)
-    }
+    if (watched.get(signal) === waiting) watched.delete(signal)
+    signal.removeEventListener('abort', SingleFlight.#onAbort)
   }
 
   // The signals' one listener: every call waiting with `signal` leaves.
@@ -360,7 +364,9 @@ class SingleFlight {
 
   #leave(record) {
     const flight = record.flight
-    if (flight.done || record.signal === null) return
+    if (flight === null || flight.done || record.signal === null) return
+    record.flight = null
+    record.waiting = null
     const records = flight.records
     const last = records.pop()
     if (last !== record) {
