@@ -20,9 +20,11 @@ const TIMEOUT = 10_000
 const keys = Array.from({ length: KEYS }, (_, i) => `user:${String(i).padStart(11, '0')}`)
 let sink = 0
 
-// harness.mjs's compare(), plus a full GC (outside the timed region) before
-// every run. Shown as its own row because it changes the result: see README.
-async function compareAfterGc(caseName, subjects, { iterations, runs = 7, warmup = 2 } = {}) {
+// harness.mjs's compare(), with two switches: `gc` runs a full GC (outside
+// the timed region) before every run; `alternate` reverses the order of the
+// subjects every other round (harness.mjs always runs them in one order).
+// Each is its own row because it changes the result: see README.
+async function compareWith(caseName, subjects, { iterations, runs = 7, warmup = 2, gc = false, alternate = false }) {
   if (quick) {
     iterations = Math.max(1, Math.floor(iterations / 20))
     runs = 3
@@ -31,8 +33,8 @@ async function compareAfterGc(caseName, subjects, { iterations, runs = 7, warmup
   const labels = Object.keys(subjects)
   const samples = Object.fromEntries(labels.map((label) => [label, []]))
   for (let round = 0; round < warmup + runs; round++) {
-    for (const label of labels) {
-      globalThis.gc?.()
+    for (const label of alternate && round % 2 ? [...labels].reverse() : labels) {
+      if (gc) globalThis.gc?.()
       const start = process.hrtime.bigint()
       await subjects[label](iterations)
       const elapsed = Number(process.hrtime.bigint() - start)
@@ -133,7 +135,10 @@ const opts = { iterations: CALLS }
 rows.push(await compare('100k calls over 1k keys, bursts of 10k (10 callers/key)', subjects(10_000), opts))
 rows.push(await compare('100k calls over 1k keys, bursts of 1k (1 caller/key)', subjects(1_000), opts))
 rows.push(await compare('bursts of 10k, fn takes the flight signal', subjects(10_000, { withSignalFn: true }), opts))
-rows.push(await compareAfterGc('bursts of 10k, full GC before every run', subjects(10_000), opts))
+rows.push(
+  await compareWith('bursts of 1k, order alternating each round', subjects(1_000), { ...opts, runs: 11, alternate: true }),
+)
+rows.push(await compareWith('bursts of 10k, full GC before every run', subjects(10_000), { ...opts, gc: true }))
 rows.push(await compare('bursts of 10k, vs dataloader', againstDataLoader(10_000), opts))
 rows.push(await compare('bursts of 1k, vs dataloader', againstDataLoader(1_000), opts))
 
