@@ -443,7 +443,7 @@ test('options are validated with errors that name the option', () => {
     [{ maxKeys: 0 }, /options\.maxKeys must be a positive integer/],
     [{ maxKeys: 1.5 }, /options\.maxKeys/],
     [{ detectRecursion: 'always' }, /options\.detectRecursion/],
-    [{ name: 'sessions' }, /options\.name is not supported yet/],
+    [{ name: '' }, /options\.name must be a non-empty string/],
   ]
   for (const [options, message] of bad) {
     assert.throws(() => new SingleFlight(options), (err) => {

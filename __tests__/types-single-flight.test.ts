@@ -27,8 +27,9 @@ async function use(): Promise<void> {
 
   // @ts-expect-error keys are strings or numbers
   group.do({}, async () => 1)
-  // @ts-expect-error name is not supported yet
-  new SingleFlight({ name: 'shared' })
+  // @ts-expect-error name is a string
+  new SingleFlight({ name: 7 })
+  new SingleFlight({ name: 'shared', timeout: 10 })
   // @ts-expect-error detectRecursion is 'sync' or 'async'
   new SingleFlight({ detectRecursion: true })
   // @ts-expect-error size is read-only

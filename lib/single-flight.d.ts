@@ -14,10 +14,13 @@ export interface SingleFlightOptions {
    */
   maxKeys?: number
   /**
-   * A group shared by every worker_thread of the process. Not supported
-   * yet: passing it throws `ERR_INVALID_ARG`.
+   * A group shared by every worker_thread of the process: a flight started
+   * in one thread is joined by callers in the others, who receive a
+   * structured-clone copy of the result. Every thread must open the name
+   * with the same `timeout` and `maxKeys`. If the thread leading a flight
+   * exits, its waiters elsewhere reject with `ERR_WORKER_EXITED`.
    */
-  name?: never
+  name?: string
   /**
    * How a flight that calls `do()` for its own key (directly or through
    * other keys) is caught, so it rejects with `ERR_RECURSIVE_FLIGHT` instead

@@ -16,6 +16,7 @@
 
 const { AsyncLocalStorage } = require('node:async_hooks')
 const { performance } = require('node:perf_hooks')
+const v8 = require('node:v8')
 const native = require('./native.js')
 const { BulkheadError, codes } = require('./errors.js')
 
@@ -73,6 +74,10 @@ class Flight {
     this.controller = null
     // The flight whose fn started this one (recursion detection), or null.
     this.parent = null
+    // Named groups only: whether this thread leads the flight, and whether
+    // the leader already reported the outcome to the other threads.
+    this.leader = true
+    this.reported = false
   }
 
   shared() {
@@ -105,6 +110,13 @@ class SingleFlight {
   #timerAt = Infinity
   #pending = 0 // live flights that have a deadline
   #onTimer = () => this.#tick()
+  // Named groups only (see #callNamed).
+  #named = null
+  #byId = null
+  #localJoins = 0
+  #namedTimer = null
+  #namedTimerAt = Infinity
+  #keepAlive = null
 
   /**
    * @param {{ timeout?: number, maxKeys?: number, name?: string, detectRecursion?: 'sync' | 'async' }} [options]
@@ -126,7 +138,17 @@ class SingleFlight {
     this.#async = detectRecursion === 'async'
     if (this.#async && asyncContext === null) asyncContext = new AsyncLocalStorage()
     if (name !== undefined) {
-      throw invalid('options.name is not supported yet: SingleFlight groups are local to their thread')
+      if (typeof name !== 'string' || name.length === 0) throw invalid('options.name must be a non-empty string')
+      // The wake-up holds the group weakly, so an unreferenced group can be
+      // collected (its finalizer then leaves the shared group).
+      const self = new WeakRef(this)
+      this.#named = new native.NamedFlightGroup(
+        name,
+        this.#timeout === Infinity ? undefined : this.#timeout,
+        this.#maxKeys === Infinity ? undefined : this.#maxKeys,
+        () => self.deref()?.#onWake(),
+      )
+      this.#byId = new Map()
     }
   }
 
@@ -142,6 +164,15 @@ class SingleFlight {
 
   /** The next call for `key` starts a new flight; callers of the old one still get its result. */
   forget(key) {
+    if (this.#named !== null) {
+      checkKey(key)
+      const local = this.#flights.get(key)
+      if (local !== undefined) {
+        local.mapped = false
+        this.#flights.delete(key)
+      }
+      return this.#named.forget(key)
+    }
     const flight = this.#flights.get(key)
     if (flight === undefined) return false
     flight.mapped = false
@@ -151,16 +182,27 @@ class SingleFlight {
 
   /** Whether a flight for `key` is in progress. */
   inFlight(key) {
+    if (this.#named !== null) {
+      checkKey(key)
+      return this.#named.inFlight(key)
+    }
     return this.#flights.has(key)
   }
 
   /** How many keys have a flight in progress. */
   get size() {
+    if (this.#named !== null) return this.#named.size
     return this.#flights.size
   }
 
   /** Counters since the group was made. */
   stats() {
+    if (this.#named !== null) {
+      // The group's counters across threads; calls that joined a flight
+      // inside this thread (without crossing) are added by this handle.
+      const s = this.#named.stats()
+      return { ...s, calls: s.calls + this.#localJoins, shared: s.shared + this.#localJoins }
+    }
     return { ...this.#stats }
   }
 
@@ -194,6 +236,7 @@ class SingleFlight {
     }
 
     let flight = this.#flights.get(key)
+    if (flight === undefined && this.#named !== null) return this.#callNamed(key, fn, signal, timeout, withShared)
     if (flight !== undefined) {
       if (this.#inside(flight)) {
         return Promise.reject(
@@ -206,6 +249,7 @@ class SingleFlight {
       flight.calls++
       this.#stats.calls++
       this.#stats.shared++
+      if (this.#named !== null) this.#localJoins++
       return this.#wait(flight, signal, withShared)
     }
 
@@ -297,6 +341,7 @@ class SingleFlight {
   #end(flight) {
     flight.done = true
     this.#live--
+    if (this.#byId !== null && this.#byId.delete(flight.id) && this.#byId.size === 0) this.#hold(false)
     if (flight.mapped && this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
     if (flight.slot >= 0) {
       this.#slots[flight.slot] = null
@@ -314,6 +359,7 @@ class SingleFlight {
   }
 
   #settle(flight, ok, value) {
+    if (!flight.reported && this.#named !== null && flight.leader) this.#report(flight, ok, value)
     if (flight.done) return
     this.#end(flight)
     if (!ok) this.#stats.errors++
@@ -379,7 +425,9 @@ class SingleFlight {
     const reject = record.reject
     record.reject = null
     reject(reason)
-    if (records.length === 0 && flight.steady === 0) {
+    if (records.length === 0 && flight.steady === 0 && this.#named !== null) {
+      this.#leaveNamed(flight)
+    } else if (records.length === 0 && flight.steady === 0) {
       // The last caller left: nobody wants the result, so the flight ends
       // and fn is told through its signal.
       this.#end(flight)
@@ -390,6 +438,137 @@ class SingleFlight {
         controller.abort(new BulkheadError(codes.ABORTED, 'every caller of this flight left'))
       }
     }
+  }
+
+  // ---- Named groups --------------------------------------------------------
+  // The flight table is in Rust, shared by every thread that opened the
+  // name. Within a thread, callers of a key join the thread's local Flight
+  // in JS (no crossing); only the thread's first caller of a key crosses
+  // (#callNamed). The leader thread runs fn and reports the outcome as
+  // v8.serialize bytes; other threads are woken through their weak
+  // thread-safe function and take their events in one call (#onWake).
+
+  #callNamed(key, fn, signal, timeout, withShared) {
+    let begun
+    try {
+      begun = this.#named.begin(key, timeout === Infinity ? undefined : timeout)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const id = begun[1]
+    let flight = this.#byId.get(id)
+    if (flight !== undefined) {
+      // This thread leads a flight all its callers had left; it joins again.
+      flight.mapped = true
+      this.#flights.set(key, flight)
+      flight.calls++
+      return this.#wait(flight, signal, withShared)
+    }
+    flight = new Flight(key, id)
+    flight.leader = begun[0] === 0
+    this.#flights.set(key, flight)
+    this.#byId.set(id, flight)
+    if (this.#byId.size === 1) this.#hold(true)
+    this.#live++
+    if (begun[2] >= 0) this.#armNamed(performance.now() + begun[2])
+    const promise = this.#wait(flight, signal, withShared)
+    if (flight.leader) this.#start(flight, fn)
+    return promise
+  }
+
+  // Every caller in this thread left: this thread stops waiting. A leader
+  // keeps running fn for the other threads until Rust says nobody waits.
+  #leaveNamed(flight) {
+    if (flight.mapped && this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
+    flight.mapped = false
+    if (!flight.leader) this.#end(flight)
+    this.#named.leave(flight.id)
+    this.#onWake() // an Abort for this thread's own flight is queued for it
+  }
+
+  // While this thread waits on flights, keep its event loop alive: wake-ups
+  // come through a weak thread-safe function, which does not (so an idle
+  // group never holds a thread open).
+  #hold(on) {
+    if (this.#keepAlive === null) {
+      if (!on) return
+      this.#keepAlive = setInterval(noop, 2 ** 30)
+    }
+    if (on) this.#keepAlive.ref()
+    else this.#keepAlive.unref()
+  }
+
+  #report(flight, ok, value) {
+    flight.reported = true
+    let bytes
+    try {
+      bytes = v8.serialize(ok ? value : errorPayload(value))
+    } catch (err) {
+      // The value cannot be cloned to another thread: the other threads get
+      // the DataCloneError, this thread still gets the value.
+      ok = false
+      bytes = v8.serialize(errorPayload(err))
+    }
+    this.#named.settle(flight.id, ok, bytes)
+  }
+
+  #onWake() {
+    const events = this.#named.takeEvents()
+    for (const event of events) {
+      const flight = this.#byId.get(event.id)
+      if (flight === undefined || flight.done) continue
+      const controller = flight.controller
+      if (event.kind === 0) {
+        this.#end(flight)
+        let ok = event.ok
+        let value
+        try {
+          value = v8.deserialize(event.bytes)
+          if (!ok) value = errorFromPayload(value)
+        } catch (err) {
+          ok = false
+          value = err
+        }
+        if (!ok) this.#stats.errors++
+        this.#deliver(flight, ok, value)
+      } else if (event.kind === 1) {
+        this.#end(flight)
+        this.#stats.timeouts++
+        const err = new BulkheadError(codes.TIMEOUT, `the flight for key ${String(flight.key)} did not settle in time`)
+        this.#deliver(flight, false, err)
+        if (controller !== null) controller.abort(err)
+      } else if (event.kind === 2) {
+        this.#end(flight)
+        this.#deliver(
+          flight,
+          false,
+          new BulkheadError(
+            codes.WORKER_EXITED,
+            `the thread leading the flight for key ${String(flight.key)} exited before it settled`,
+          ),
+        )
+      } else if (event.kind === 3) {
+        // Every caller in every thread left: stop fn.
+        this.#end(flight)
+        this.#deliver(flight, false, new BulkheadError(codes.ABORTED, 'every caller of this flight left'))
+        if (controller !== null) controller.abort(new BulkheadError(codes.ABORTED, 'every caller of this flight left'))
+      }
+    }
+  }
+
+  #armNamed(at) {
+    if (at >= this.#namedTimerAt - 1) return
+    if (this.#namedTimer !== null) clearTimeout(this.#namedTimer)
+    this.#namedTimerAt = at
+    this.#namedTimer = setTimeout(() => {
+      this.#namedTimer = null
+      this.#namedTimerAt = Infinity
+      // Expired flights come back as events, to every thread taking part.
+      const next = this.#named.expire()
+      this.#onWake() // this thread's own expired flights
+      if (next >= 0 && this.#byId.size > 0) this.#armNamed(performance.now() + next)
+    }, Math.max(1, Math.ceil(at - performance.now())))
+    this.#namedTimer.unref()
   }
 
   #schedule(flight, deadline, timeout) {
@@ -500,6 +679,29 @@ class SingleFlight {
 
 // AbortSignal -> the records of the calls waiting with it (all groups).
 const watched = new WeakMap()
+
+const ERROR_TAG = '__bulkheadSingleFlightError'
+
+function noop() {}
+
+// An error as plain data for v8.serialize, keeping what structured clone
+// would drop (`code`).
+function errorPayload(err) {
+  if (err instanceof Error) {
+    return { [ERROR_TAG]: true, name: err.name, message: err.message, code: err.code, stack: err.stack }
+  }
+  return { [ERROR_TAG]: false, value: err }
+}
+
+function errorFromPayload(payload) {
+  if (payload === null || typeof payload !== 'object' || !(ERROR_TAG in payload)) return payload
+  if (!payload[ERROR_TAG]) return payload.value
+  const err = new Error(payload.message)
+  err.name = payload.name
+  if (payload.code !== undefined) err.code = payload.code
+  err.stack = payload.stack
+  return err
+}
 
 function aborted(signal) {
   return new BulkheadError(codes.ABORTED, 'the call was aborted', { cause: signal.reason })

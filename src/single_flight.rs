@@ -20,6 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorCode};
@@ -479,6 +480,11 @@ impl FlightTable {
     self.flights.len()
   }
 
+  /// The deadline of flight `id`, if it is alive and has one.
+  pub fn deadline_of(&self, id: FlightId) -> Option<Duration> {
+    self.flights.get(&id).and_then(|f| f.deadline)
+  }
+
   /// How many callers wait on flight `id` (0 if it ended).
   pub fn waiters(&self, id: FlightId) -> u32 {
     self.flights.get(&id).map_or(0, |f| f.waiters)
@@ -489,12 +495,276 @@ impl FlightTable {
     self.stats
   }
 
+  /// Removes flight `id` without an outcome (its leader is gone). Counts
+  /// nothing; returns how it ended, or `None` if it had already ended.
+  pub fn abandon(&mut self, id: FlightId) -> Option<Ended> {
+    let flight = self.remove(id)?;
+    Some(Ended {
+      id,
+      waiters: flight.waiters,
+      shared: flight.calls > 1,
+    })
+  }
+
   fn remove(&mut self, id: FlightId) -> Option<Flight> {
     let flight = self.flights.remove(&id)?;
     if flight.mapped {
       self.keys.remove(&flight.key);
     }
     Some(flight)
+  }
+}
+
+/// A participant in a shared (named) group: one `SingleFlight` handle in
+/// one thread. Each member is woken through its own channel.
+pub type MemberId = u64;
+
+/// What a member must be told about a flight it takes part in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedEvent {
+  /// The leader's `fn` settled; `bytes` is the serialized value or error.
+  Settled {
+    /// The flight.
+    id: FlightId,
+    /// Whether `fn` fulfilled (else `bytes` is an error).
+    ok: bool,
+    /// The outcome, serialized by the leader (structured clone).
+    bytes: Arc<[u8]>,
+  },
+  /// The flight passed its deadline.
+  TimedOut {
+    /// The flight.
+    id: FlightId,
+  },
+  /// The member that led the flight went away (its thread exited).
+  LeaderExited {
+    /// The flight.
+    id: FlightId,
+  },
+  /// Sent to the leader: every caller left, so `fn` should stop.
+  Abort {
+    /// The flight.
+    id: FlightId,
+  },
+}
+
+#[derive(Debug)]
+struct Parts {
+  leader: MemberId,
+  /// One entry per time a member joined and has not left.
+  members: Vec<MemberId>,
+}
+
+/// The state of a group shared by several members (threads): the
+/// [`FlightTable`], with members instead of callers as its waiters, plus
+/// who leads each flight and who must hear about it.
+///
+/// Every method returns the events to deliver, as `(member, event)` pairs;
+/// the owner wakes those members. A member counts as one waiter of a flight
+/// however many of its own callers wait (they join in the member's thread
+/// without crossing).
+///
+/// # Examples
+///
+/// ```
+/// use bulkhead::single_flight::{Begin, FlightKey, SharedEvent, SharedFlights};
+/// use std::time::Duration;
+/// let mut g = SharedFlights::new(None, None);
+/// let lead = g.begin(1, FlightKey::string("k"), Duration::ZERO, None).unwrap();
+/// let join = g.begin(2, FlightKey::string("k"), Duration::ZERO, None).unwrap();
+/// assert_eq!(join, Begin::Join(lead.id()));
+/// let events = g.settle(1, lead.id(), true, b"v".as_slice().into());
+/// assert_eq!(events.len(), 1);
+/// assert!(matches!(&events[0], (2, SharedEvent::Settled { ok: true, .. })));
+/// ```
+#[derive(Debug)]
+pub struct SharedFlights {
+  table: FlightTable,
+  parts: HashMap<FlightId, Parts>,
+}
+
+impl SharedFlights {
+  /// A shared group with the table's `max_keys` and default `timeout`.
+  pub fn new(max_keys: Option<usize>, timeout: Option<Duration>) -> Self {
+    Self {
+      table: FlightTable::new(max_keys, timeout),
+      parts: HashMap::new(),
+    }
+  }
+
+  /// `member` starts or joins the flight for `key`.
+  ///
+  /// # Errors
+  ///
+  /// As [`FlightTable::begin`] (`ERR_QUEUE_FULL`).
+  pub fn begin(
+    &mut self,
+    member: MemberId,
+    key: FlightKey,
+    now: Duration,
+    timeout: Option<Duration>,
+  ) -> Result<Begin, Error> {
+    let begun = self.table.begin(key, now, timeout, &[])?;
+    match begun {
+      Begin::Lead(id) => {
+        self.parts.insert(
+          id,
+          Parts {
+            leader: member,
+            members: vec![member],
+          },
+        );
+      }
+      Begin::Join(id) => {
+        if let Some(p) = self.parts.get_mut(&id) {
+          p.members.push(member);
+        }
+      }
+    }
+    Ok(begun)
+  }
+
+  /// The leader reports the outcome. Every other member that waits gets it;
+  /// a report from a member that does not lead `id`, or for a flight that
+  /// already ended, changes nothing.
+  pub fn settle(
+    &mut self,
+    member: MemberId,
+    id: FlightId,
+    ok: bool,
+    bytes: Arc<[u8]>,
+  ) -> Vec<(MemberId, SharedEvent)> {
+    if self.parts.get(&id).is_none_or(|p| p.leader != member) {
+      return Vec::new();
+    }
+    self.table.settle(id, ok);
+    let parts = self.parts.remove(&id).expect("checked above");
+    Self::unique(parts.members, Some(parts.leader))
+      .into_iter()
+      .map(|m| {
+        (
+          m,
+          SharedEvent::Settled {
+            id,
+            ok,
+            bytes: Arc::clone(&bytes),
+          },
+        )
+      })
+      .collect()
+  }
+
+  /// `member` stops waiting on `id` (its callers left). If no member waits
+  /// any more, the flight ends and its leader is told to abort `fn`.
+  pub fn leave(&mut self, member: MemberId, id: FlightId) -> Vec<(MemberId, SharedEvent)> {
+    let Some(parts) = self.parts.get_mut(&id) else {
+      return Vec::new();
+    };
+    let Some(at) = parts.members.iter().position(|&m| m == member) else {
+      return Vec::new();
+    };
+    parts.members.swap_remove(at);
+    match self.table.leave(id) {
+      Leave::AbortFlight => {
+        let parts = self.parts.remove(&id).expect("checked above");
+        vec![(parts.leader, SharedEvent::Abort { id })]
+      }
+      Leave::Stay | Leave::Gone => Vec::new(),
+    }
+  }
+
+  /// Ends the flights whose deadline passed; every member of each (leader
+  /// included) is told.
+  pub fn expire(&mut self, now: Duration) -> Vec<(MemberId, SharedEvent)> {
+    let mut events = Vec::new();
+    for ended in self.table.expire(now) {
+      if let Some(parts) = self.parts.remove(&ended.id) {
+        let mut all = parts.members;
+        all.push(parts.leader);
+        for m in Self::unique(all, None) {
+          events.push((m, SharedEvent::TimedOut { id: ended.id }));
+        }
+      }
+    }
+    events
+  }
+
+  /// `member` is gone (its thread exited or its handle was dropped): the
+  /// flights it led end and their other members are told; it leaves the
+  /// flights it had joined.
+  pub fn remove_member(&mut self, member: MemberId) -> Vec<(MemberId, SharedEvent)> {
+    let mut events = Vec::new();
+    let led: Vec<FlightId> = self
+      .parts
+      .iter()
+      .filter(|(_, p)| p.leader == member)
+      .map(|(&id, _)| id)
+      .collect();
+    for id in led {
+      self.table.abandon(id);
+      let parts = self.parts.remove(&id).expect("listed above");
+      for m in Self::unique(parts.members, Some(member)) {
+        events.push((m, SharedEvent::LeaderExited { id }));
+      }
+    }
+    let joined: Vec<FlightId> = self
+      .parts
+      .iter()
+      .filter(|(_, p)| p.members.contains(&member))
+      .map(|(&id, _)| id)
+      .collect();
+    for id in joined {
+      while self
+        .parts
+        .get(&id)
+        .is_some_and(|p| p.members.contains(&member))
+      {
+        events.extend(self.leave(member, id));
+      }
+    }
+    events
+  }
+
+  /// Unmaps `key` (see [`FlightTable::forget`]).
+  pub fn forget(&mut self, key: &FlightKey) -> bool {
+    self.table.forget(key)
+  }
+
+  /// Whether a flight for `key` is in progress.
+  pub fn in_flight(&self, key: &FlightKey) -> bool {
+    self.table.in_flight(key)
+  }
+
+  /// How many keys have a flight in progress.
+  pub fn size(&self) -> usize {
+    self.table.size()
+  }
+
+  /// How many flights are alive (forgotten ones included).
+  pub fn live_flights(&self) -> usize {
+    self.parts.len()
+  }
+
+  /// The earliest deadline of a live flight.
+  pub fn next_deadline(&mut self) -> Option<Duration> {
+    self.table.next_deadline()
+  }
+
+  /// The deadline of flight `id`, if it is alive and has one.
+  pub fn deadline_of(&self, id: FlightId) -> Option<Duration> {
+    self.table.deadline_of(id)
+  }
+
+  /// The counters of the whole group (every member's calls).
+  pub fn stats(&self) -> FlightStats {
+    self.table.stats()
+  }
+
+  fn unique(mut members: Vec<MemberId>, except: Option<MemberId>) -> Vec<MemberId> {
+    members.sort_unstable();
+    members.dedup();
+    members.retain(|&m| Some(m) != except);
+    members
   }
 }
 
@@ -768,5 +1038,103 @@ mod tests {
     }
     assert_eq!(t.next_deadline(), None);
     assert_eq!(t.stats().timeouts, 50_000);
+  }
+
+  fn bytes(b: &[u8]) -> Arc<[u8]> {
+    b.into()
+  }
+
+  #[test]
+  fn shared_flight_delivers_the_leaders_outcome_to_every_other_member_once() {
+    let mut g = SharedFlights::new(None, None);
+    let lead = g.begin(1, key("k"), ms(0), None).unwrap();
+    assert_eq!(
+      g.begin(2, key("k"), ms(0), None).unwrap(),
+      Begin::Join(lead.id())
+    );
+    assert_eq!(
+      g.begin(3, key("k"), ms(0), None).unwrap(),
+      Begin::Join(lead.id())
+    );
+    // Member 2 joined twice (left in between is not needed: a re-join counts).
+    assert_eq!(
+      g.begin(2, key("k"), ms(0), None).unwrap(),
+      Begin::Join(lead.id())
+    );
+    assert!(
+      g.settle(2, lead.id(), true, bytes(b"x")).is_empty(),
+      "only the leader settles"
+    );
+    let events = g.settle(1, lead.id(), true, bytes(b"v"));
+    let to: Vec<_> = events.iter().map(|(m, _)| *m).collect();
+    assert_eq!(to, vec![2, 3]);
+    assert!(events.iter().all(
+      |(_, e)| matches!(e, SharedEvent::Settled { ok: true, bytes, .. } if &bytes[..] == b"v")
+    ));
+    assert_eq!(g.size(), 0);
+    assert_eq!(g.live_flights(), 0);
+    assert!(g.settle(1, lead.id(), true, bytes(b"v")).is_empty());
+  }
+
+  #[test]
+  fn shared_flight_aborts_the_leader_when_every_member_left() {
+    let mut g = SharedFlights::new(None, None);
+    let id = g.begin(1, key("k"), ms(0), None).unwrap().id();
+    g.begin(2, key("k"), ms(0), None).unwrap();
+    assert!(g.leave(1, id).is_empty(), "member 2 still waits");
+    assert!(g.in_flight(&key("k")));
+    assert_eq!(g.leave(2, id), vec![(1, SharedEvent::Abort { id })]);
+    assert!(!g.in_flight(&key("k")));
+    assert!(g.leave(2, id).is_empty());
+  }
+
+  #[test]
+  fn shared_flight_deadline_tells_every_member_including_the_leader() {
+    let clock = ManualClock::new();
+    let mut g = SharedFlights::new(None, Some(ms(50)));
+    let id = g.begin(7, key("k"), clock.now(), None).unwrap().id();
+    g.begin(8, key("k"), clock.now(), None).unwrap();
+    g.leave(7, id);
+    clock.advance(ms(50));
+    let events = g.expire(clock.now());
+    assert_eq!(
+      events,
+      vec![
+        (7, SharedEvent::TimedOut { id }),
+        (8, SharedEvent::TimedOut { id })
+      ]
+    );
+    assert_eq!(g.stats().timeouts, 1);
+    assert_eq!(g.live_flights(), 0);
+  }
+
+  #[test]
+  fn a_member_that_goes_away_releases_what_it_led_and_what_it_joined() {
+    let mut g = SharedFlights::new(Some(10), None);
+    let led = g.begin(1, key("a"), ms(0), None).unwrap().id();
+    g.begin(2, key("a"), ms(0), None).unwrap();
+    g.begin(3, key("a"), ms(0), None).unwrap();
+    let joined = g.begin(2, key("b"), ms(0), None).unwrap().id();
+    g.begin(1, key("b"), ms(0), None).unwrap();
+    let only = g.begin(3, key("c"), ms(0), None).unwrap().id();
+    g.begin(1, key("c"), ms(0), None).unwrap();
+    let mut events = g.remove_member(1);
+    events.sort_by_key(|(m, _)| *m);
+    assert_eq!(
+      events,
+      vec![
+        (2, SharedEvent::LeaderExited { id: led }),
+        (3, SharedEvent::LeaderExited { id: led }),
+      ]
+    );
+    assert!(!g.in_flight(&key("a")));
+    assert!(g.in_flight(&key("b")), "b is led by 2, which still waits");
+    assert!(g.in_flight(&key("c")));
+    // When the last member of c (its leader, 3) leaves, 3 is told to abort.
+    assert_eq!(g.leave(3, only), vec![(3, SharedEvent::Abort { id: only })]);
+    assert_eq!(g.remove_member(2), Vec::new());
+    assert_eq!(g.live_flights(), 0);
+    assert_eq!(g.size(), 0);
+    let _ = joined;
   }
 }

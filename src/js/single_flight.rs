@@ -11,13 +11,22 @@
 //! flight costs no crossing of its own, and the Rust queue holds only live
 //! flights.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Float64Array, Float64ArraySlice};
+use napi::bindgen_prelude::{Buffer, Either, Float64Array, Float64ArraySlice, Function};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
 use napi_derive::napi;
+use parking_lot::Mutex;
 
+use crate::clock::{Clock, MonotonicClock};
 use crate::error::{Error, ErrorCode};
-use crate::single_flight::{DeadlineEntry, DeadlineQueue};
+use crate::registry::{Named, Registry};
+use crate::single_flight::{
+  Begin, DeadlineEntry, DeadlineQueue, FlightId, FlightKey, MemberId, SharedEvent, SharedFlights,
+};
 
 fn ms_to_duration(ms: f64) -> Duration {
   if ms > 0.0 {
@@ -113,5 +122,360 @@ impl FlightDeadlines {
 impl Default for FlightDeadlines {
   fn default() -> Self {
     Self::new()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Named groups: one flight table per name, shared by every thread.
+// ---------------------------------------------------------------------------
+
+/// The wake-up channel of one member: a weak thread-safe function (it never
+/// keeps its thread's event loop alive) and the events waiting for it.
+struct Member {
+  wake: ThreadsafeFunction<(), (), (), Status, false, true>,
+  outbox: Vec<SharedEvent>,
+}
+
+struct SharedInner {
+  flights: SharedFlights,
+  members: HashMap<MemberId, Member>,
+  next_member: MemberId,
+}
+
+/// The process-wide state of one named group.
+struct SharedGroup {
+  timeout: Option<Duration>,
+  max_keys: Option<usize>,
+  inner: Mutex<SharedInner>,
+}
+
+impl SharedGroup {
+  /// Queues `events` and wakes each member that had nothing queued (one
+  /// call per member per batch, however many events it gets).
+  fn dispatch(inner: &mut SharedInner, events: Vec<(MemberId, SharedEvent)>) {
+    for (member, event) in events {
+      if let Some(m) = inner.members.get_mut(&member) {
+        let was_empty = m.outbox.is_empty();
+        m.outbox.push(event);
+        if was_empty {
+          // A closing member (its thread is exiting) is dropped by its own
+          // finalizer; nothing to do if the call fails.
+          let _ = m.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+      }
+    }
+  }
+}
+
+static NAMED_GROUPS: Registry<SharedGroup> = Registry::new();
+static CLOCK: OnceLock<MonotonicClock> = OnceLock::new();
+
+fn now() -> Duration {
+  CLOCK.get_or_init(MonotonicClock::new).now()
+}
+
+fn opt_ms(ms: Option<f64>) -> Option<Duration> {
+  ms.filter(|m| m.is_finite() && *m > 0.0).map(ms_to_duration)
+}
+
+fn flight_key(key: Either<String, f64>) -> FlightKey {
+  match key {
+    Either::A(s) => FlightKey::Str(s),
+    Either::B(n) => FlightKey::number(n),
+  }
+}
+
+/// One event for a member (internal, see `lib/single-flight.js`): `kind` is
+/// 0 settled (with `ok` and `bytes`), 1 timed out, 2 leader exited, 3 abort.
+#[napi(object)]
+pub struct FlightEvent {
+  /// 0 settled, 1 timed out, 2 leader exited, 3 abort.
+  pub kind: u32,
+  /// The flight id.
+  pub id: f64,
+  /// For `kind` 0: whether `fn` fulfilled.
+  pub ok: bool,
+  /// For `kind` 0: the serialized outcome.
+  pub bytes: Option<Buffer>,
+}
+
+/// Counters of a named group, across every thread.
+#[napi(object)]
+pub struct NamedFlightStats {
+  /// Flights started.
+  pub flights: f64,
+  /// Member calls that started or joined a flight (a thread's first caller of a key).
+  pub calls: f64,
+  /// Member calls that joined a flight another member started.
+  pub shared: f64,
+  /// Flights that passed their deadline.
+  pub timeouts: f64,
+  /// Members that left a flight.
+  pub aborts: f64,
+  /// Flights whose `fn` threw or rejected.
+  pub errors: f64,
+}
+
+/// One thread's handle on a named `SingleFlight` group (internal: used by
+/// `lib/single-flight.js`). Flights, deadlines and counts live in Rust and
+/// are shared by every thread that opens the same name; each handle is a
+/// member that is woken through `wake` when it has events to take.
+#[napi]
+pub struct NamedFlightGroup {
+  handle: Option<Named<SharedGroup>>,
+  member: MemberId,
+}
+
+#[napi]
+impl NamedFlightGroup {
+  /// Opens (or creates) the group `name`. A group that exists must have been
+  /// opened with the same `timeoutMs` and `maxKeys`, else `ERR_INVALID_ARG`.
+  #[napi(constructor)]
+  pub fn new(
+    name: String,
+    timeout_ms: Option<f64>,
+    max_keys: Option<u32>,
+    wake: Function<(), ()>,
+  ) -> napi::Result<Self, ErrorCode> {
+    if name.is_empty() {
+      return Err(Error::invalid_arg("options.name must be a non-empty string").into());
+    }
+    let timeout = opt_ms(timeout_ms);
+    let max_keys = max_keys.map(|m| m as usize);
+    let wake = wake
+      .build_threadsafe_function::<()>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()
+      .map_err(|e| Error::new(ErrorCode::Internal, e.reason.clone()))?;
+    let handle = NAMED_GROUPS.open(
+      &name,
+      || {
+        Ok::<_, Error>(SharedGroup {
+          timeout,
+          max_keys,
+          inner: Mutex::new(SharedInner {
+            flights: SharedFlights::new(max_keys, timeout),
+            members: HashMap::new(),
+            next_member: 1,
+          }),
+        })
+      },
+      |existing| {
+        if existing.timeout == timeout && existing.max_keys == max_keys {
+          Ok(())
+        } else {
+          Err(Error::invalid_arg(format!(
+            "the SingleFlight group {name:?} is open with other options.timeout/options.maxKeys"
+          )))
+        }
+      },
+    )?;
+    let member = {
+      let mut inner = handle.inner.lock();
+      let member = inner.next_member;
+      inner.next_member += 1;
+      inner.members.insert(
+        member,
+        Member {
+          wake,
+          outbox: Vec::new(),
+        },
+      );
+      member
+    };
+    Ok(Self {
+      handle: Some(handle),
+      member,
+    })
+  }
+
+  /// Starts or joins the flight for `key`. Returns `[kind, id, deadlineInMs]`:
+  /// kind 0 leads (run `fn`), 1 joins; the deadline is -1 if none. Throws
+  /// `ERR_QUEUE_FULL` past `maxKeys`.
+  #[napi]
+  pub fn begin(
+    &self,
+    key: Either<String, f64>,
+    timeout_ms: Option<f64>,
+  ) -> napi::Result<Vec<f64>, ErrorCode> {
+    let group = self.group()?;
+    let mut inner = group.inner.lock();
+    let now = now();
+    let timeout = opt_ms(timeout_ms).or(group.timeout);
+    let begun = inner
+      .flights
+      .begin(self.member, flight_key(key), now, timeout)?;
+    let (kind, id) = match begun {
+      Begin::Lead(id) => (0.0, id),
+      Begin::Join(id) => (1.0, id),
+    };
+    let deadline = inner
+      .flights
+      .deadline_of(id)
+      .map_or(-1.0, |d| d.saturating_sub(now).as_secs_f64() * 1000.0);
+    Ok(vec![kind, id.0 as f64, deadline])
+  }
+
+  /// The leader reports the outcome of flight `id` (`bytes`: the serialized
+  /// value or error); every other waiting member is woken.
+  #[napi]
+  pub fn settle(&self, id: f64, ok: bool, bytes: Buffer) -> napi::Result<(), ErrorCode> {
+    let group = self.group()?;
+    let mut inner = group.inner.lock();
+    let bytes: Arc<[u8]> = Arc::from(&bytes[..]);
+    let events = inner
+      .flights
+      .settle(self.member, FlightId(id as u64), ok, bytes);
+    SharedGroup::dispatch(&mut inner, events);
+    Ok(())
+  }
+
+  /// This member stops waiting on flight `id`.
+  #[napi]
+  pub fn leave(&self, id: f64) -> napi::Result<(), ErrorCode> {
+    let group = self.group()?;
+    let mut inner = group.inner.lock();
+    let events = inner.flights.leave(self.member, FlightId(id as u64));
+    SharedGroup::dispatch(&mut inner, events);
+    Ok(())
+  }
+
+  /// Ends every flight of the group whose deadline passed (waking their
+  /// members) and returns the next deadline in ms from now, or -1.
+  #[napi]
+  pub fn expire(&self) -> napi::Result<f64, ErrorCode> {
+    let group = self.group()?;
+    let mut inner = group.inner.lock();
+    let now = now();
+    let events = inner.flights.expire(now);
+    SharedGroup::dispatch(&mut inner, events);
+    Ok(
+      inner
+        .flights
+        .next_deadline()
+        .map_or(-1.0, |d| d.saturating_sub(now).as_secs_f64() * 1000.0),
+    )
+  }
+
+  /// Takes this member's queued events.
+  #[napi]
+  pub fn take_events(&self) -> napi::Result<Vec<FlightEvent>, ErrorCode> {
+    let group = self.group()?;
+    let events = {
+      let mut inner = group.inner.lock();
+      match inner.members.get_mut(&self.member) {
+        Some(m) => std::mem::take(&mut m.outbox),
+        None => Vec::new(),
+      }
+    };
+    Ok(
+      events
+        .into_iter()
+        .map(|event| match event {
+          SharedEvent::Settled { id, ok, bytes } => FlightEvent {
+            kind: 0,
+            id: id.0 as f64,
+            ok,
+            bytes: Some(Buffer::from(bytes.to_vec())),
+          },
+          SharedEvent::TimedOut { id } => FlightEvent {
+            kind: 1,
+            id: id.0 as f64,
+            ok: false,
+            bytes: None,
+          },
+          SharedEvent::LeaderExited { id } => FlightEvent {
+            kind: 2,
+            id: id.0 as f64,
+            ok: false,
+            bytes: None,
+          },
+          SharedEvent::Abort { id } => FlightEvent {
+            kind: 3,
+            id: id.0 as f64,
+            ok: false,
+            bytes: None,
+          },
+        })
+        .collect(),
+    )
+  }
+
+  /// Unmaps `key` for every thread.
+  #[napi]
+  pub fn forget(&self, key: Either<String, f64>) -> napi::Result<bool, ErrorCode> {
+    Ok(self.group()?.inner.lock().flights.forget(&flight_key(key)))
+  }
+
+  /// Whether a flight for `key` is in progress in any thread.
+  #[napi]
+  pub fn in_flight(&self, key: Either<String, f64>) -> napi::Result<bool, ErrorCode> {
+    Ok(
+      self
+        .group()?
+        .inner
+        .lock()
+        .flights
+        .in_flight(&flight_key(key)),
+    )
+  }
+
+  /// How many keys have a flight in progress, across threads.
+  #[napi(getter)]
+  pub fn size(&self) -> napi::Result<u32, ErrorCode> {
+    Ok(self.group()?.inner.lock().flights.size() as u32)
+  }
+
+  /// How many flights are alive, across threads (for leak tests).
+  #[napi(getter)]
+  pub fn live_flights(&self) -> napi::Result<u32, ErrorCode> {
+    Ok(self.group()?.inner.lock().flights.live_flights() as u32)
+  }
+
+  /// The group's counters, across threads.
+  #[napi]
+  pub fn stats(&self) -> napi::Result<NamedFlightStats, ErrorCode> {
+    let s = self.group()?.inner.lock().flights.stats();
+    Ok(NamedFlightStats {
+      flights: s.flights as f64,
+      calls: s.calls as f64,
+      shared: s.shared as f64,
+      timeouts: s.timeouts as f64,
+      aborts: s.aborts as f64,
+      errors: s.errors as f64,
+    })
+  }
+
+  /// Leaves the group: flights this member leads end (their other members
+  /// get `ERR_WORKER_EXITED`) and it leaves the flights it joined. Also
+  /// done by the finalizer when the thread exits or the handle is collected.
+  #[napi]
+  pub fn close(&mut self) {
+    if let Some(handle) = self.handle.take() {
+      let mut inner = handle.inner.lock();
+      inner.members.remove(&self.member);
+      let events = inner.flights.remove_member(self.member);
+      SharedGroup::dispatch(&mut inner, events);
+    }
+  }
+
+  /// How many named groups are alive in the process (for leak tests).
+  #[napi]
+  pub fn live_groups() -> u32 {
+    NAMED_GROUPS.len() as u32
+  }
+
+  fn group(&self) -> Result<&SharedGroup, Error> {
+    self
+      .handle
+      .as_deref()
+      .ok_or_else(|| Error::closed("the SingleFlight group is closed"))
+  }
+}
+
+impl Drop for NamedFlightGroup {
+  fn drop(&mut self) {
+    self.close();
   }
 }
