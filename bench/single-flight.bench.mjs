@@ -8,6 +8,8 @@
 // dedupe concurrent loads).
 import { createRequire } from 'node:module'
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { Worker } from 'node:worker_threads'
+import { once } from 'node:events'
 import { compare, quick, median, printTable, writeResults } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
@@ -158,6 +160,40 @@ rows.push(await compare('bursts of 1k, vs dataloader', againstDataLoader(1_000),
       opts,
     ),
   )
+}
+
+// Cross-thread joins (named group): a worker leads `n` flights; the main
+// thread joins each (one crossing per join: a thread's first caller of a
+// key), then tells the worker to settle them all and waits for every
+// result to arrive (serialize in the worker, one batched wake-up, one
+// takeEvents, deserialize). Reported per flight; the 'go' message
+// (~17 us) is included once per round.
+{
+  const name = 'bench-cross-thread'
+  const group = new SingleFlight({ name, timeout: 60_000 })
+  const worker = new Worker(new URL('./single-flight-worker.mjs', import.meta.url), { workerData: { name } })
+  let round = 0
+  const cross = (n) => async (iterations) => {
+    const joinNs = []
+    for (let done = 0; done < iterations; done += n) {
+      round++
+      worker.postMessage({ cmd: 'lead', n, round })
+      await once(worker, 'message')
+      const pending = new Array(n)
+      const t0 = process.hrtime.bigint()
+      for (let i = 0; i < n; i++) pending[i] = group.do(`r${round}:k${i}`, () => 'not the leader')
+      joinNs.push(Number(process.hrtime.bigint() - t0) / n)
+      worker.postMessage({ cmd: 'go' })
+      const values = await Promise.all(pending)
+      sink += values.length
+    }
+    crossJoin[n] = median(joinNs)
+  }
+  const crossJoin = {}
+  rows.push(await compare('cross-thread: join + result delivery, 1,000 flights at once', { bulkhead: cross(1000) }, { iterations: 20_000 }))
+  rows.push(await compare('cross-thread: join + result delivery, 1 flight at a time', { bulkhead: cross(1) }, { iterations: 500 }))
+  rows.push({ case: 'cross-thread: the join alone (a crossing into the Rust table)', iterations: 0, runs: 0, subjects: { bulkhead: { nsPerOp: crossJoin[1000] } } })
+  await worker.terminate()
 }
 
 // Last, because it cannot be undone: once an AsyncLocalStorage is enabled,
