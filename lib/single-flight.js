@@ -547,6 +547,11 @@ class SingleFlight {
             `the thread leading the flight for key ${String(flight.key)} exited before it settled`,
           ),
         )
+      } else if (event.kind === 4) {
+        // Forgotten in another thread: new callers here start or join the
+        // key's next flight; the callers of this one keep waiting on it.
+        if (flight.mapped && this.#flights.get(flight.key) === flight) this.#flights.delete(flight.key)
+        flight.mapped = false
       } else if (event.kind === 3) {
         // Every caller in every thread left: stop fn.
         this.#end(flight)

@@ -485,6 +485,11 @@ impl FlightTable {
     self.flights.get(&id).and_then(|f| f.deadline)
   }
 
+  /// The flight `key` maps to, if any.
+  pub fn flight_of(&self, key: &FlightKey) -> Option<FlightId> {
+    self.keys.get(key).copied()
+  }
+
   /// How many callers wait on flight `id` (0 if it ended).
   pub fn waiters(&self, id: FlightId) -> u32 {
     self.flights.get(&id).map_or(0, |f| f.waiters)
@@ -543,6 +548,11 @@ pub enum SharedEvent {
   },
   /// Sent to the leader: every caller left, so `fn` should stop.
   Abort {
+    /// The flight.
+    id: FlightId,
+  },
+  /// Another member forgot the flight's key: new callers must not join it.
+  Forgotten {
     /// The flight.
     id: FlightId,
   },
@@ -725,9 +735,27 @@ impl SharedFlights {
     events
   }
 
-  /// Unmaps `key` (see [`FlightTable::forget`]).
-  pub fn forget(&mut self, key: &FlightKey) -> bool {
-    self.table.forget(key)
+  /// `member` unmaps `key` (see [`FlightTable::forget`]); every other
+  /// member of the flight is told, so its new callers stop joining it.
+  /// Returns whether a flight was mapped, and the events.
+  pub fn forget(
+    &mut self,
+    member: MemberId,
+    key: &FlightKey,
+  ) -> (bool, Vec<(MemberId, SharedEvent)>) {
+    let Some(id) = self.table.flight_of(key) else {
+      return (false, Vec::new());
+    };
+    self.table.forget(key);
+    let events = self.parts.get(&id).map_or_else(Vec::new, |parts| {
+      let mut all = parts.members.clone();
+      all.push(parts.leader);
+      Self::unique(all, Some(member))
+        .into_iter()
+        .map(|m| (m, SharedEvent::Forgotten { id }))
+        .collect()
+    });
+    (true, events)
   }
 
   /// Whether a flight for `key` is in progress.
@@ -1089,6 +1117,31 @@ mod tests {
   }
 
   #[test]
+  fn forgetting_a_shared_key_tells_the_other_members() {
+    let mut g = SharedFlights::new(None, None);
+    let id = g.begin(1, key("k"), ms(0), None).unwrap().id();
+    g.begin(2, key("k"), ms(0), None).unwrap();
+    g.begin(3, key("k"), ms(0), None).unwrap();
+    let (was, mut events) = g.forget(2, &key("k"));
+    events.sort_by_key(|(m, _)| *m);
+    assert!(was);
+    assert_eq!(
+      events,
+      vec![
+        (1, SharedEvent::Forgotten { id }),
+        (3, SharedEvent::Forgotten { id })
+      ]
+    );
+    let fresh = g.begin(2, key("k"), ms(0), None).unwrap();
+    assert!(matches!(fresh, Begin::Lead(other) if other != id));
+    assert_eq!(
+      g.settle(1, id, true, bytes(b"old")).len(),
+      2,
+      "members 2 and 3 still get the old result"
+    );
+  }
+
+  #[test]
   fn shared_flight_deadline_tells_every_member_including_the_leader() {
     let clock = ManualClock::new();
     let mut g = SharedFlights::new(None, Some(ms(50)));
@@ -1129,6 +1182,12 @@ mod tests {
     );
     assert!(!g.in_flight(&key("a")));
     assert!(g.in_flight(&key("b")), "b is led by 2, which still waits");
+    assert_eq!(
+      g.forget(2, &key("b")),
+      (true, Vec::new()),
+      "member 1 left b, so nobody else hears"
+    );
+    assert_eq!(g.forget(2, &key("b")), (false, Vec::new()));
     assert!(g.in_flight(&key("c")));
     // When the last member of c (its leader, 3) leaves, 3 is told to abort.
     assert_eq!(g.leave(3, only), vec![(3, SharedEvent::Abort { id: only })]);

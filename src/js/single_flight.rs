@@ -186,10 +186,11 @@ fn flight_key(key: Either<String, f64>) -> FlightKey {
 }
 
 /// One event for a member (internal, see `lib/single-flight.js`): `kind` is
-/// 0 settled (with `ok` and `bytes`), 1 timed out, 2 leader exited, 3 abort.
+/// 0 settled (with `ok` and `bytes`), 1 timed out, 2 leader exited, 3 abort,
+/// 4 forgotten.
 #[napi(object)]
 pub struct FlightEvent {
-  /// 0 settled, 1 timed out, 2 leader exited, 3 abort.
+  /// 0 settled, 1 timed out, 2 leader exited, 3 abort, 4 forgotten.
   pub kind: u32,
   /// The flight id.
   pub id: f64,
@@ -397,15 +398,25 @@ impl NamedFlightGroup {
             ok: false,
             bytes: None,
           },
+          SharedEvent::Forgotten { id } => FlightEvent {
+            kind: 4,
+            id: id.0 as f64,
+            ok: false,
+            bytes: None,
+          },
         })
         .collect(),
     )
   }
 
-  /// Unmaps `key` for every thread.
+  /// Unmaps `key` for every thread (the others are told with an event).
   #[napi]
   pub fn forget(&self, key: Either<String, f64>) -> napi::Result<bool, ErrorCode> {
-    Ok(self.group()?.inner.lock().flights.forget(&flight_key(key)))
+    let group = self.group()?;
+    let mut inner = group.inner.lock();
+    let (was, events) = inner.flights.forget(self.member, &flight_key(key));
+    SharedGroup::dispatch(&mut inner, events);
+    Ok(was)
   }
 
   /// Whether a flight for `key` is in progress in any thread.
