@@ -30,7 +30,8 @@ async function startWorkers(count, name, timeout) {
     if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0])
     return new Promise((resolve) => waiting.push({ pred, resolve }))
   }
-  await Promise.all(workers.map((_, i) => next((m) => m.worker === i && m.ready)))
+  const started = await Promise.all(workers.map((_, i) => next((m) => m.worker === i && (m.ready || m.error))))
+  for (const m of started) if (m.error) throw new Error(`worker ${m.worker} failed to start: ${m.error}`)
   return { workers, next }
 }
 
@@ -199,4 +200,34 @@ test('the leader’s fn is aborted only when the last caller in every thread has
   assert.equal(aborted.reason, 'ERR_ABORTED')
   assert.equal(group.inFlight('a'), false)
   await Promise.all(workers.map((w) => w.terminate()))
+})
+
+test('maxKeys bounds the flights of every thread together; joining is always allowed', async () => {
+  // Two handles on one name stand for two threads: the table is the same
+  // Rust state either way (the tests above cover the wake-ups between threads).
+  const group = new SingleFlight({ name: 'sf-max', maxKeys: 2 })
+  const other = new SingleFlight({ name: 'sf-max', maxKeys: 2 })
+  const a = deferred()
+  const pa = group.do('a', () => a.promise)
+  const pb = other.do('b', () => new Promise(() => {}), { signal: AbortSignal.abort() }).catch((e) => e.code)
+  assert.equal(await pb, 'ERR_ABORTED')
+  const b = deferred()
+  const pb2 = other.do('b', () => b.promise)
+  await assert.rejects(group.do('c', () => 'c'), { code: 'ERR_QUEUE_FULL' })
+  await assert.rejects(other.do('c', () => 'c'), { code: 'ERR_QUEUE_FULL' })
+  const joined = other.do('a', () => 'never runs')
+  a.resolve('A')
+  b.resolve('B')
+  assert.deepEqual(await Promise.all([pa, joined, pb2]), ['A', 'A', 'B'])
+  assert.equal(await group.do('c', () => 'C'), 'C')
+})
+
+test('a per-call timeout bounds a named flight, and the key is free afterwards', async () => {
+  const group = new SingleFlight({ name: 'sf-per-call' })
+  const other = new SingleFlight({ name: 'sf-per-call' })
+  const mine = group.do('k', () => new Promise(() => {}), { timeout: 30 }).catch((e) => e.code)
+  const theirs = other.do('k', () => assert.fail('joins'), { timeout: 60_000 }).catch((e) => e.code)
+  assert.deepEqual(await Promise.all([mine, theirs]), ['ERR_TIMEOUT', 'ERR_TIMEOUT'])
+  assert.equal(group.inFlight('k'), false)
+  assert.equal(await other.do('k', async () => 'fresh'), 'fresh')
 })
