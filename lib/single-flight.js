@@ -6,13 +6,15 @@
 //   a flight must not cross into Rust (a crossing costs more than the whole
 //   Map.get). The state machine they follow is the one src/single_flight.rs
 //   (FlightTable) defines and unit-tests.
-// - Deadlines live in Rust (FlightDeadlines, a min-heap). A flight with a
-//   timeout writes (deadline, slot, id) into a Float64Array batch; the batch
-//   crosses only when it is full or when the group's single, unref'd timer
-//   fires, in the same call that returns what expired. A flight that settles
-//   while still in the batch is taken out in JS and never reaches Rust; one
-//   that settles later queues a removal. No timer per flight; the timer is
-//   unref'd whenever no live flight has a deadline.
+// - Deadlines of a local group live in Rust (FlightDeadlines, an ordered
+//   map). A flight with a timeout writes (deadline, slot, id) into a
+//   Float64Array batch; the batch crosses only when it is full or when the
+//   group's single timer fires, in the same call that returns what expired.
+//   A flight that settles while still in the batch is taken out in JS and
+//   never reaches Rust; one that settles later queues a removal. No timer
+//   per flight; the timer is unref'd whenever no live flight has a deadline.
+// - A named group (options.name) keeps its table in Rust, shared by every
+//   thread (NamedFlightGroup); see "Named groups" below.
 
 const { AsyncLocalStorage } = require('node:async_hooks')
 const { performance } = require('node:perf_hooks')
