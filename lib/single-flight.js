@@ -457,7 +457,7 @@ class SingleFlight {
     } catch (err) {
       return Promise.reject(err)
     }
-    const id = begun[1]
+    const id = begun < 0 ? -begun : begun
     let flight = this.#byId.get(id)
     if (flight !== undefined) {
       // This thread leads a flight all its callers had left; it joins again.
@@ -467,12 +467,18 @@ class SingleFlight {
       return this.#wait(flight, signal, withShared)
     }
     flight = new Flight(key, id)
-    flight.leader = begun[0] === 0
+    flight.leader = begun > 0
     this.#flights.set(key, flight)
     this.#byId.set(id, flight)
     if (this.#byId.size === 1) this.#hold(true)
     this.#live++
-    if (begun[2] >= 0) this.#armNamed(performance.now() + begun[2])
+    // The leader's thread knows its flight's deadline and its timer expires
+    // it for every thread. A joining thread arms one too, at the group's
+    // timeout (the flight's deadline, unless the leader passed its own), so
+    // a busy leader thread does not delay the others: expire() decides from
+    // the real deadlines, and an early tick just re-arms.
+    const wait = flight.leader ? timeout : this.#timeout
+    if (wait !== Infinity) this.#armNamed(performance.now() + wait)
     const promise = this.#wait(flight, signal, withShared)
     if (flight.leader) this.#start(flight, fn)
     return promise
