@@ -111,8 +111,10 @@ test('when the leading worker exits mid-flight, waiters in other threads get ERR
 })
 
 test('a flight deadline releases waiters in every thread and aborts the leader’s fn', async () => {
-  const { workers, next } = await startWorkers(4, 'sf-deadline', 100)
-  const group = new SingleFlight({ name: 'sf-deadline', timeout: 100 })
+  // 500 ms: long enough that every thread joins before the deadline even on
+  // a loaded machine (a late joiner would start a flight of its own).
+  const { workers, next } = await startWorkers(4, 'sf-deadline', 500)
+  const group = new SingleFlight({ name: 'sf-deadline', timeout: 500 })
   workers[0].postMessage({ cmd: 'call', key: 'slow' })
   await next((m) => m.worker === 0 && m.ran === 'slow')
   for (const w of workers.slice(1)) w.postMessage({ cmd: 'call', key: 'slow' })
