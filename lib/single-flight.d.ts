@@ -1,1 +1,103 @@
-export {}
+/** Options of a `SingleFlight` group. */
+export interface SingleFlightOptions {
+  /**
+   * Deadline of every flight, in milliseconds (default: none). When it
+   * passes, every caller of the flight rejects with `ERR_TIMEOUT`, the key
+   * is freed, the flight's signal fires, and the group keeps no reference to
+   * the call or its result.
+   */
+  timeout?: number
+  /**
+   * How many flights may be in progress at once (default: unbounded). A call
+   * that would start a new one beyond it rejects with `ERR_QUEUE_FULL`;
+   * joining a flight in progress is always allowed.
+   */
+  maxKeys?: number
+  /**
+   * A group shared by every worker_thread of the process: a flight started
+   * in one thread is joined by callers in the others, who receive a
+   * structured-clone copy of the result. Every thread must open the name
+   * with the same `timeout` and `maxKeys`. If the thread leading a flight
+   * exits, its waiters elsewhere reject with `ERR_WORKER_EXITED`.
+   */
+  name?: string
+  /**
+   * How a flight that calls `do()` for its own key (directly or through
+   * other keys) is caught, so it rejects with `ERR_RECURSIVE_FLIGHT` instead
+   * of waiting on itself. `'sync'` (default, free) catches such a call made
+   * before the flight's first `await`; `'async'` follows the whole async
+   * context with an `AsyncLocalStorage`, which on Node 20 slows every
+   * `await` in the process (see README).
+   */
+  detectRecursion?: 'sync' | 'async'
+}
+
+/** Options of one call. */
+export interface SingleFlightCallOptions {
+  /** This caller leaves when it fires (rejects with `ERR_ABORTED`); the flight goes on while others wait. */
+  signal?: AbortSignal
+  /** Deadline of the flight this call starts (a call that joins is bound by the flight's deadline). */
+  timeout?: number
+}
+
+/** What `doShared` resolves to. */
+export interface SharedResult<T> {
+  /** The flight's result. */
+  value: T
+  /** Whether the result went to more than one call. */
+  shared: boolean
+}
+
+/** Counters since the group was made. */
+export interface SingleFlightStats {
+  /** Flights started (calls of `fn`). */
+  flights: number
+  /** Calls that started or joined a flight. */
+  calls: number
+  /** Calls that joined a flight another call started. */
+  shared: number
+  /** Flights that passed their deadline. */
+  timeouts: number
+  /** Callers that left because their signal fired. */
+  aborts: number
+  /** Flights whose `fn` threw or rejected. */
+  errors: number
+}
+
+/** Keys compare with SameValueZero (`NaN` equals `NaN`, `-0` equals `0`). */
+export type FlightKey = string | number
+
+/** Per-key deduplication of concurrent async calls. */
+export declare class SingleFlight {
+  constructor(options?: SingleFlightOptions)
+  /**
+   * Runs `fn` once for every caller of `key` that arrives while it is in
+   * progress; they all get its result or its error. Errors are never
+   * remembered. `fn` receives the flight's `AbortSignal`, which fires when
+   * the last caller has left or the deadline passed.
+   */
+  do<T>(key: FlightKey, fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: SingleFlightCallOptions): Promise<T>
+  /** Like `do`, resolving to `{ value, shared }`. */
+  doShared<T>(
+    key: FlightKey,
+    fn: (signal: AbortSignal) => T | PromiseLike<T>,
+    options?: SingleFlightCallOptions,
+  ): Promise<SharedResult<T>>
+  /** The next call for `key` starts a new flight; callers of the old one still get its result. Returns whether one was in progress. */
+  forget(key: FlightKey): boolean
+  /** Whether a flight for `key` is in progress. */
+  inFlight(key: FlightKey): boolean
+  /** How many keys have a flight in progress. */
+  readonly size: number
+  /** Counters since the group was made. */
+  stats(): SingleFlightStats
+  /**
+   * A function that deduplicates concurrent calls of `fn` by
+   * `keyFn(...args)` (default: the first argument); `fn` runs with the
+   * arguments of the call that started the flight.
+   */
+  wrap<A extends unknown[], R>(
+    fn: (...args: A) => R | PromiseLike<R>,
+    keyFn?: (...args: A) => FlightKey,
+  ): (...args: A) => Promise<R>
+}

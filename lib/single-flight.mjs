@@ -1,1 +1,1 @@
-export {}
+export { SingleFlight } from './single-flight.js'
