@@ -346,3 +346,13 @@ test('queued tasks keep running while the main thread is blocked', async (t) => 
   assert.ok(pool.stats().completed > 50, `completed during the block: ${pool.stats().completed}`)
   await Promise.all(tasks)
 })
+
+test('soak: heap and threads return to baseline after 30k tasks (child process with --expose-gc)', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/pool-heap-soak.mjs', import.meta.url))
+  const child = spawnSync(process.execPath, ['--expose-gc', fixture], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(child.status, 0, child.stderr)
+  const { before, after, threadsAfter } = JSON.parse(child.stdout.trim().split('\n').pop())
+  assert.equal(threadsAfter, 1, 'idle workers beyond minThreads retired')
+  // 30k settled tasks leave nothing behind: under 1 MiB of growth (30k leaked entries would be several MiB).
+  assert.ok(after - before < 1024 * 1024, `heap grew by ${after - before} bytes`)
+})

@@ -28,6 +28,7 @@ const DEFAULT_QUEUE_PER_THREAD = 1024
 const DEFAULT_ABORT_GRACE = 1000
 
 let native
+const NO_OPTIONS = Object.freeze({})
 
 function withResolvers() {
   let resolve
@@ -159,7 +160,8 @@ class WorkerPool extends EventEmitter {
   #workers = new Map() // worker id -> { worker, error }
   #pending = new Map() // task id -> { resolve, reject, signal, onAbort }
   #nextId = 1
-  #modules = new Map() // `${filename}\0${name}` -> handle
+  #modules = new Map() // filename -> Map(export name -> handle)
+  #defaultModule = undefined
   #keepAlive = null
   #closing = null
   #destroyed = false
@@ -278,7 +280,7 @@ class WorkerPool extends EventEmitter {
    * Options: `filename`, `name`, `signal`, `timeout` (running time, ms),
    * `queueTimeout` (time in the queue, ms), `transferList`.
    */
-  run(task, options = {}) {
+  run(task, options = NO_OPTIONS) {
     if (options === null || typeof options !== 'object') {
       return Promise.reject(new TypeError('options must be an object'))
     }
@@ -321,7 +323,8 @@ class WorkerPool extends EventEmitter {
     } catch (err) {
       return Promise.reject(err)
     }
-    const module = this.#moduleId(file, name ?? this.#name)
+    const module =
+      filename == null && name == null ? (this.#defaultModule ??= this.#moduleId(file, this.#name)) : this.#moduleId(file, name ?? this.#name)
     const id = this.#nextId++
     let spawn
     try {
@@ -330,7 +333,7 @@ class WorkerPool extends EventEmitter {
       if (err.code === codes.QUEUE_FULL) this.#needsDrain = true
       return Promise.reject(new BulkheadError(err.code ?? codes.INTERNAL, err.message))
     }
-    for (let i = 0; i < spawn.length; i++) this.#spawn(spawn[i])
+    if (spawn != null) for (let i = 0; i < spawn.length; i++) this.#spawn(spawn[i])
     const { promise, resolve, reject } = withResolvers()
     const entry = { resolve, reject, signal: null, onAbort: null }
     if (signal != null) {
@@ -345,11 +348,15 @@ class WorkerPool extends EventEmitter {
   }
 
   #moduleId(file, name) {
-    const key = `${file}\0${name}`
-    let handle = this.#modules.get(key)
+    let byName = this.#modules.get(file)
+    if (byName === undefined) {
+      byName = new Map()
+      this.#modules.set(file, byName)
+    }
+    let handle = byName.get(name)
     if (handle === undefined) {
       handle = this.#core.moduleId(file, name)
-      this.#modules.set(key, handle)
+      byName.set(name, handle)
     }
     return handle
   }

@@ -359,7 +359,8 @@ impl PoolCore {
     self.pool.module_id(&filename, &name)
   }
 
-  /// Queues task `id`. Returns the ids of workers to start.
+  /// Queues task `id`. Returns the ids of workers to start, or `undefined`
+  /// when there are none (the common case: no array to allocate).
   #[napi]
   pub fn submit(
     &self,
@@ -368,14 +369,15 @@ impl PoolCore {
     module: u32,
     queue_timeout: f64,
     timeout: f64,
-  ) -> napi::Result<Vec<u32>, ErrorCode> {
+  ) -> napi::Result<Option<Vec<u32>>, ErrorCode> {
     let bytes = encode(&payload)?;
     let opts = SubmitOptions {
       module,
       queue_timeout: ms(queue_timeout),
       run_timeout: ms(timeout),
     };
-    Ok(self.pool.submit(id as u64, bytes, opts)?)
+    let spawn = self.pool.submit(id as u64, bytes, opts)?;
+    Ok((!spawn.is_empty()).then_some(spawn))
   }
 
   /// The caller gave up on task `id` (`code` is `ERR_ABORTED` or
