@@ -356,3 +356,29 @@ test('soak: heap and threads return to baseline after 30k tasks (child process w
   // 30k settled tasks leave nothing behind: under 1 MiB of growth (30k leaked entries would be several MiB).
   assert.ok(after - before < 1024 * 1024, `heap grew by ${after - before} bytes`)
 })
+
+test('transferList moves ArrayBuffers and views: the sender is detached, the worker gets the bytes', async (t) => {
+  const pool = track(t, makePool({ minThreads: 1, maxThreads: 1 }))
+  const ab = new ArrayBuffer(8)
+  new Uint8Array(ab).fill(1)
+  const u16 = new Uint16Array(4).fill(2)
+  const big = Buffer.alloc(1 << 20, 3)
+  const view = new Uint8Array(new ArrayBuffer(16), 4, 8).fill(5)
+  const copied = new Uint8Array([9, 9])
+  const seen = await pool.run({ ab, u16, big, view, copied }, { name: 'describe', transferList: [ab, u16, big, view.buffer] })
+  assert.deepEqual(seen, {
+    ab: { type: 'ArrayBuffer', byteLength: 8, sum: 8 },
+    u16: { type: 'Uint16Array', byteLength: 8, sum: 8 },
+    big: { type: 'Buffer', byteLength: 1 << 20, sum: 3 << 20 },
+    view: { type: 'Uint8Array', byteLength: 8, sum: 40 },
+    copied: { type: 'Uint8Array', byteLength: 2, sum: 18 },
+  })
+  assert.deepEqual([ab.byteLength, u16.byteLength, big.byteLength, view.byteLength], [0, 0, 0, 0])
+  assert.equal(copied.byteLength, 2, 'what is not in transferList is copied')
+  // A pooled (untransferable) Buffer is copied instead, and still arrives intact.
+  const small = Buffer.from('hi')
+  assert.deepEqual(await pool.run({ small }, { name: 'describe', transferList: [small] }), {
+    small: { type: 'Buffer', byteLength: 2, sum: 209 },
+  })
+  assert.equal(small.toString(), 'hi')
+})

@@ -45,7 +45,7 @@ export interface RunOptions {
   timeout?: number
   /** Longest wait in the queue in milliseconds. */
   queueTimeout?: number
-  /** Accepted for piscina compatibility; values are copied (see README). */
+  /** ArrayBuffers (or views of them) moved to the worker instead of copied; the caller's are detached. */
   transferList?: TransferListItem[]
 }
 

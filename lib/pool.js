@@ -51,7 +51,96 @@ function encodeValue(value) {
 }
 
 function decodeValue(value) {
-  return typeof value === 'object' && value !== null ? v8.deserialize(value) : value
+  if (typeof value !== 'object' || value === null) return value
+  return Array.isArray(value) ? decodeTransfer(value) : v8.deserialize(value)
+}
+
+// transferList support. The task is serialized with its ArrayBuffers (and
+// views over them) referring to the transferred buffers by index instead of
+// copying their bytes; the caller's buffers are detached, as postMessage
+// would; Rust copies each buffer once and the worker gets ArrayBuffers made
+// over that memory without another copy.
+const VIEW_TYPES = [
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
+  Buffer,
+]
+
+class TransferSerializer extends v8.DefaultSerializer {
+  constructor(buffers) {
+    super()
+    this.buffers = buffers
+  }
+
+  _writeHostObject(obj) {
+    const index = ArrayBuffer.isView(obj) ? this.buffers.indexOf(obj.buffer) : -1
+    if (index === -1) {
+      this.writeUint32(0)
+      return super._writeHostObject(obj)
+    }
+    const type = Buffer.isBuffer(obj) ? VIEW_TYPES.length - 1 : VIEW_TYPES.findIndex((T) => obj.constructor === T || obj instanceof T)
+    this.writeUint32(1)
+    this.writeUint32(type)
+    this.writeUint32(index)
+    this.writeDouble(obj.byteOffset)
+    this.writeDouble(obj instanceof DataView ? obj.byteLength : obj.length)
+  }
+}
+
+class TransferDeserializer extends v8.DefaultDeserializer {
+  constructor(bytes, buffers) {
+    super(bytes)
+    this.buffers = buffers
+  }
+
+  _readHostObject() {
+    if (this.readUint32() === 0) return super._readHostObject()
+    const T = VIEW_TYPES[this.readUint32()]
+    const ab = this.buffers[this.readUint32()]
+    const offset = this.readDouble()
+    const length = this.readDouble()
+    return T === Buffer ? Buffer.from(ab, offset, length) : new T(ab, offset, length)
+  }
+}
+
+function encodeTransfer(value, transferList) {
+  const buffers = []
+  for (const item of transferList) {
+    const ab = item instanceof ArrayBuffer ? item : ArrayBuffer.isView(item) ? item.buffer : null
+    if (ab instanceof ArrayBuffer && !buffers.includes(ab)) buffers.push(ab)
+  }
+  if (buffers.length === 0) return encodeValue(value)
+  const ser = new TransferSerializer(buffers)
+  ser.writeHeader()
+  for (let i = 0; i < buffers.length; i++) ser.transferArrayBuffer(i, buffers[i])
+  ser.writeValue(value)
+  const out = [ser.releaseBuffer()]
+  for (const ab of buffers) {
+    try {
+      out.push(structuredClone(ab, { transfer: [ab] }))
+    } catch {
+      // Marked untransferable (for example Buffer's shared pool): copied, not moved.
+      out.push(ab)
+    }
+  }
+  return out
+}
+
+function decodeTransfer([bytes, ...buffers]) {
+  const des = new TransferDeserializer(bytes, buffers)
+  des.readHeader()
+  for (let i = 0; i < buffers.length; i++) des.transferArrayBuffer(i, buffers[i])
+  return des.readValue()
 }
 
 /** Encodes a thrown value, keeping an Error's class, stack and own properties (such as `code`). */
@@ -319,7 +408,7 @@ class WorkerPool extends EventEmitter {
     }
     let payload
     try {
-      payload = encodeValue(task)
+      payload = transferList !== undefined && transferList.length > 0 ? encodeTransfer(task, transferList) : encodeValue(task)
     } catch (err) {
       return Promise.reject(err)
     }

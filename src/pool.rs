@@ -82,6 +82,25 @@ pub struct SubmitOptions {
   pub run_timeout: Option<Duration>,
 }
 
+/// A task's argument: serialized bytes, plus the contents of buffers the
+/// caller transferred (moved, so the worker can own them without a copy).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Payload {
+  /// The serialized value.
+  pub bytes: Vec<u8>,
+  /// Transferred buffers, in the order the serialized value refers to them.
+  pub buffers: Vec<Vec<u8>>,
+}
+
+impl From<Vec<u8>> for Payload {
+  fn from(bytes: Vec<u8>) -> Self {
+    Self {
+      bytes,
+      buffers: Vec::new(),
+    }
+  }
+}
+
 /// A task handed to a worker.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Task {
@@ -89,8 +108,8 @@ pub struct Task {
   pub id: TaskId,
   /// Module handle (see [`Pool::module`]).
   pub module: u32,
-  /// The serialized argument.
-  pub payload: Vec<u8>,
+  /// The argument.
+  pub payload: Payload,
 }
 
 /// How a task ended, as delivered to the main thread.
@@ -312,7 +331,7 @@ enum TaskState {
 
 struct TaskEntry {
   module: u32,
-  payload: Vec<u8>,
+  payload: Payload,
   state: TaskState,
   run_timeout: Option<Duration>,
 }
@@ -506,7 +525,13 @@ impl Pool {
   /// `ERR_CLOSED` after [`Pool::close`] or [`Pool::destroy`];
   /// `ERR_QUEUE_FULL` when no worker can take the task now and the queue
   /// holds `max_queue` tasks; `ERR_INVALID_ARG` if `id` is already in use.
-  pub fn submit(&self, id: TaskId, payload: Vec<u8>, opts: SubmitOptions) -> Result<Vec<WorkerId>> {
+  pub fn submit(
+    &self,
+    id: TaskId,
+    payload: impl Into<Payload>,
+    opts: SubmitOptions,
+  ) -> Result<Vec<WorkerId>> {
+    let payload = payload.into();
     let mut wakes = Wakes::default();
     let spawn;
     {
@@ -1233,7 +1258,7 @@ mod tests {
     let note = Arc::new(Counter::default());
     p.attach(w, note.clone()).unwrap();
     let t1 = p.take(w).unwrap();
-    assert_eq!((t1.id, t1.payload.clone()), (1, vec![1]));
+    assert_eq!((t1.id, t1.payload.bytes.clone()), (1, vec![1]));
     // Concurrency 1: no second task while one runs.
     assert!(p.take(w).is_none());
     let t2 = p.complete(w, 1, Ok(vec![10])).unwrap();
@@ -1340,6 +1365,21 @@ mod tests {
       p.submit(2, vec![], opts()).unwrap_err().code,
       ErrorCode::QueueFull
     );
+  }
+
+  #[test]
+  fn transferred_buffers_travel_with_their_task() {
+    let (p, _, _) = pool(cfg(1, 1, 10));
+    let w = p.start()[0];
+    p.attach(w, Arc::new(Counter::default())).unwrap();
+    let payload = Payload {
+      bytes: vec![7],
+      buffers: vec![vec![1, 2], vec![3]],
+    };
+    p.submit(1, payload, opts()).unwrap();
+    let t = p.take(w).unwrap();
+    assert_eq!(t.payload.bytes, vec![7]);
+    assert_eq!(t.payload.buffers, vec![vec![1, 2], vec![3]]);
   }
 
   #[test]
@@ -1659,7 +1699,7 @@ mod tests {
             p.poll(w);
             let mut t = p.take(w);
             while let Some(task) = t {
-              let mut out = task.payload.clone();
+              let mut out = task.payload.bytes.clone();
               out.reverse();
               done.fetch_add(1, Ordering::SeqCst);
               t = p.complete(w, task.id, Ok(out));

@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 
 use crate::clock::MonotonicClock;
 use crate::error::{Error, ErrorCode};
-use crate::pool::{run_timer, Notify, Outcome, Pool, PoolConfig, SubmitOptions, Task};
+use crate::pool::{run_timer, Notify, Outcome, Payload, Pool, PoolConfig, SubmitOptions, Task};
 
 /// The last pool id handed out, and every live pool by id.
 type PoolTable = (u32, HashMap<u32, Weak<Pool>>);
@@ -62,6 +62,8 @@ const TAG_TRUE: u8 = 3;
 const TAG_FALSE: u8 = 4;
 const TAG_NUMBER: u8 = 5;
 const TAG_STRING: u8 = 6;
+/// V8 bytes that refer to transferred `ArrayBuffer`s (carried in `Payload::buffers`).
+const TAG_V8_TRANSFER: u8 = 7;
 
 fn napi_err(what: &str) -> napi::Error<ErrorCode> {
   napi::Error::new(ErrorCode::Internal, format!("{what} failed"))
@@ -166,6 +168,104 @@ fn encode(value: &Unknown) -> napi::Result<Vec<u8>, ErrorCode> {
     }
     _ => Err(Error::invalid_arg("payload must be a primitive or serialized bytes").into()),
   }
+}
+
+fn array_len(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Option<u32>, ErrorCode> {
+  let mut is_array = false;
+  // SAFETY: live env and value of the current call.
+  check(
+    unsafe { sys::napi_is_array(env, value, &mut is_array) },
+    "napi_is_array",
+  )?;
+  if !is_array {
+    return Ok(None);
+  }
+  let mut len = 0u32;
+  // SAFETY: as above; `value` is an array.
+  check(
+    unsafe { sys::napi_get_array_length(env, value, &mut len) },
+    "napi_get_array_length",
+  )?;
+  Ok(Some(len))
+}
+
+/// [`encode`], plus the `[bytes, ...arrayBuffers]` form of a task with transfers.
+fn encode_payload(value: &Unknown) -> napi::Result<Payload, ErrorCode> {
+  let env = value.value().env;
+  let Some(len) = array_len(env, value.raw())? else {
+    return Ok(encode(value)?.into());
+  };
+  let mut parts = Vec::with_capacity(len as usize);
+  for i in 0..len {
+    let mut element = ptr::null_mut();
+    // SAFETY: live env and array of the current call; `i` is in bounds.
+    check(
+      unsafe { sys::napi_get_element(env, value.raw(), i, &mut element) },
+      "napi_get_element",
+    )?;
+    if i == 0 {
+      // SAFETY: `element` is a live value of this call.
+      let mut bytes = encode(&unsafe { Unknown::from_raw_unchecked(env, element) })?;
+      if bytes.first() != Some(&TAG_V8) {
+        return Err(Error::invalid_arg("a transfer payload starts with serialized bytes").into());
+      }
+      bytes[0] = TAG_V8_TRANSFER;
+      parts.push(bytes);
+      continue;
+    }
+    let mut data = ptr::null_mut();
+    let mut byte_len = 0usize;
+    // SAFETY: as above; a non-ArrayBuffer fails the status check.
+    check(
+      unsafe { sys::napi_get_arraybuffer_info(env, element, &mut data, &mut byte_len) },
+      "reading a transferred ArrayBuffer",
+    )?;
+    let contents = if byte_len == 0 {
+      Vec::new()
+    } else {
+      // SAFETY: `byte_len` bytes at `data`, owned by the ArrayBuffer, alive for this call.
+      unsafe { std::slice::from_raw_parts(data as *const u8, byte_len) }.to_vec()
+    };
+    parts.push(contents);
+  }
+  let mut parts = parts.into_iter();
+  Ok(Payload {
+    bytes: parts.next().unwrap_or_default(),
+    buffers: parts.collect(),
+  })
+}
+
+/// A task's argument as a JS value: [`decode`]'s, or for a task with
+/// transfers `[bytes, ...arrayBuffers]`, each ArrayBuffer made over the Rust
+/// allocation (no copy; freed when the worker's GC collects it).
+fn decode_payload(env: &Env, payload: Payload) -> napi::Result<sys::napi_value, ErrorCode> {
+  let raw_env = env.raw();
+  if payload.bytes.first() != Some(&TAG_V8_TRANSFER) {
+    return decode(raw_env, &payload.bytes);
+  }
+  let mut arr = ptr::null_mut();
+  // SAFETY (every unsafe block below): `raw_env` is the env of the current
+  // call on its JS thread; values live in the call's handle scope.
+  check(
+    unsafe { sys::napi_create_array_with_length(raw_env, payload.buffers.len() + 1, &mut arr) },
+    "napi_create_array",
+  )?;
+  let mut head = payload.bytes;
+  head[0] = TAG_V8;
+  let first = decode(raw_env, &head)?;
+  check(
+    unsafe { sys::napi_set_element(raw_env, arr, 0, first) },
+    "napi_set_element",
+  )?;
+  for (i, contents) in payload.buffers.into_iter().enumerate() {
+    let ab = napi::bindgen_prelude::ArrayBuffer::from_data(env, contents)
+      .map_err(|e| napi::Error::new(ErrorCode::Internal, e.reason))?;
+    check(
+      unsafe { sys::napi_set_element(raw_env, arr, i as u32 + 1, ab.raw()) },
+      "napi_set_element",
+    )?;
+  }
+  Ok(arr)
 }
 
 /// Turns a payload back into a JS value (a primitive, or a `Buffer` to deserialize).
@@ -359,7 +459,10 @@ impl PoolCore {
     self.pool.module_id(&filename, &name)
   }
 
-  /// Queues task `id`. Returns the ids of workers to start, or `undefined`
+  /// Queues task `id`. `payload` is a primitive, a `Buffer` of V8 bytes, or
+  /// `[bytes, ...arrayBuffers]` for a task with a `transferList` (the
+  /// buffers' contents are copied here once, and handed to the worker
+  /// without another copy). Returns the ids of workers to start, or `undefined`
   /// when there are none (the common case: no array to allocate).
   #[napi]
   pub fn submit(
@@ -370,7 +473,7 @@ impl PoolCore {
     queue_timeout: f64,
     timeout: f64,
   ) -> napi::Result<Option<Vec<u32>>, ErrorCode> {
-    let bytes = encode(&payload)?;
+    let bytes = encode_payload(&payload)?;
     let opts = SubmitOptions {
       module,
       queue_timeout: ms(queue_timeout),
@@ -558,7 +661,7 @@ fn hand_out(
         meta[0] = t.id as f64;
         meta[1] = f64::from(t.module);
       }
-      decode(raw_env, &t.payload)?
+      decode_payload(env, t.payload)?
     }
     None => {
       if let Some(m) = meta.first_mut() {
