@@ -33,6 +33,9 @@ test('runs tasks and returns structured-clone results of every kind', async (t) 
   const pool = track(t, makePool())
   const values = [42, -0.5, 'text \ud800 lone surrogate', true, false, null, undefined, 10n, { a: [1, { b: 2 }] }, new Map([[1, 2]]), Buffer.from('xyz'), new Date(0)]
   for (const v of values) assert.deepEqual(await pool.run(v), v)
+  // Large payloads take the no-copy path out of Rust, both ways.
+  const big = Buffer.alloc(200_000, 7)
+  assert.deepEqual(await pool.run(big), big)
   assert.equal(await pool.run({ a: 2, b: 3 }, { name: 'add' }), 5)
   assert.equal(await pool.run(21, { name: 'asyncDouble' }), 42)
 })
@@ -381,4 +384,38 @@ test('transferList moves ArrayBuffers and views: the sender is detached, the wor
     small: { type: 'Buffer', byteLength: 2, sum: 209 },
   })
   assert.equal(small.toString(), 'hi')
+})
+
+test("a worker that fails while running no task emits 'error' (with a listener) and is replaced", async (t) => {
+  const pool = track(t, makePool({ minThreads: 1, maxThreads: 1 }))
+  const failed = new Promise((resolve) => pool.once('error', resolve))
+  // An idle pool holds no ref on the event loop: keep the test process up.
+  const keep = setTimeout(() => {}, 10_000)
+  assert.equal(await pool.run(null, { name: 'lateThrow' }), 'returned first')
+  assert.equal((await failed).message, 'late failure')
+  clearTimeout(keep)
+  assert.equal(await pool.run(8), 8)
+})
+
+test('the constructor name option picks the default export name; threads are Worker objects', async (t) => {
+  const pool = track(t, makePool({ name: 'add' }))
+  assert.equal(await pool.run({ a: 2, b: 2 }), 4)
+  assert.equal(await pool.run(9, { name: 'default' }), 9)
+  const { Worker } = await import('node:worker_threads')
+  assert.ok(pool.threads.length >= 1 && pool.threads.every((w) => w instanceof Worker))
+})
+
+test('close({ force: true }) destroys; Symbol.asyncDispose closes', async () => {
+  const forced = makePool({ minThreads: 1, maxThreads: 1 })
+  await forced.run(0)
+  const running = forced.run(null, { name: 'forever' })
+  const settled = rejectsWith(running, 'ERR_CLOSED')
+  await forced.close({ force: true })
+  await settled
+  await assert.rejects(forced.close({ force: 'yes' }), { message: 'force argument must be a boolean' })
+  const disposed = makePool({ minThreads: 1, maxThreads: 1 })
+  const task = disposed.run(20, { name: 'spin' })
+  await disposed[Symbol.asyncDispose]()
+  assert.equal(await task, 20)
+  assert.equal(disposed.threads.length, 0)
 })

@@ -74,16 +74,42 @@ for (const [label, pool] of Object.entries(pools)) {
 const DELAY_TASKS = quick ? 2000 : 20_000
 results.loopDelay = {}
 console.log(`\n### (e) main-thread event-loop delay while ${DELAY_TASKS} ~0.1 ms tasks run (ms)\n`)
-console.log('| pool | p50 | p99 | max |')
-console.log('|---|---|---|---|')
+console.log('| pool | p50 | p99 | max | all tasks done in |')
+console.log('|---|---|---|---|---|')
 for (const [label, pool] of Object.entries(pools)) {
   const h = monitorEventLoopDelay({ resolution: 1 })
+  const t = performance.now()
   h.enable()
   await Promise.all(Array.from({ length: DELAY_TASKS }, () => pool.run(0.1, { name: 'work' })))
   h.disable()
-  const row = { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 }
+  const row = { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6, total: performance.now() - t }
   results.loopDelay[label] = row
-  console.log(`| ${label} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${row.max.toFixed(2)} |`)
+  console.log(
+    `| ${label} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${row.max.toFixed(2)} | ${row.total.toFixed(0)} ms |`,
+  )
+}
+
+// (f) payload cost: a 1 MiB Buffer to the worker and its length back, copied or moved
+const PAYLOAD_RUNS = quick ? 50 : 300
+results.payload = {}
+console.log(`\n### (f) 1 MiB Buffer per task, one at a time (us per task, median of ${PAYLOAD_RUNS})\n`)
+console.log('| pool | copied | transferList |')
+console.log('|---|---|---|')
+for (const [label, pool] of Object.entries(pools)) {
+  const row = {}
+  for (const mode of ['copied', 'transferList']) {
+    const samples = []
+    for (let i = 0; i < PAYLOAD_RUNS; i++) {
+      const buf = Buffer.alloc(1 << 20, i & 255)
+      const t = process.hrtime.bigint()
+      const n = await pool.run(buf, { name: 'size', transferList: mode === 'copied' ? undefined : [buf.buffer] })
+      samples.push(Number(process.hrtime.bigint() - t) / 1000)
+      if (n !== 1 << 20) throw new Error(`${label}: wrong size ${n}`)
+    }
+    row[mode] = median(samples)
+  }
+  results.payload[label] = row
+  console.log(`| ${label} | ${row.copied.toFixed(1)} | ${row.transferList.toFixed(1)} |`)
 }
 
 // (d) main thread blocked for 1 s with tasks queued
@@ -100,22 +126,6 @@ async function finishedWithin(pool, blockMain) {
   }
   const finishedAt = await Promise.all(all)
   return finishedAt.filter((t) => t - start <= BLOCK_MS).length
-}
-results.blocked = {}
-console.log(`\n### (d) ${BLOCK_TASKS} ~0.1 ms tasks queued, tasks finished within ${BLOCK_MS} ms\n`)
-console.log('| pool | main thread blocked | main thread free | blocked / free |')
-console.log('|---|---|---|---|')
-for (const [label, pool] of Object.entries(pools)) {
-  const runs = quick ? 1 : 3
-  const blocked = []
-  const free = []
-  for (let r = 0; r < runs; r++) {
-    blocked.push(await finishedWithin(pool, true))
-    free.push(await finishedWithin(pool, false))
-  }
-  const row = { blocked: median(blocked), free: median(free) }
-  results.blocked[label] = row
-  console.log(`| ${label} | ${row.blocked} | ${row.free} | ${(row.blocked / row.free).toFixed(2)} |`)
 }
 // The ceiling under the same conditions: two plain worker threads running
 // the same ~0.1 ms task in a loop (no pool at all) while the main thread spins.
@@ -140,10 +150,26 @@ async function rawCeiling() {
   await Promise.all(workers.map((w) => w.terminate()))
   return total
 }
+results.blocked = {}
+const blockedRuns = Object.fromEntries(Object.keys(pools).map((label) => [label, { blocked: [], free: [] }]))
 const ceilings = []
-for (let r = 0; r < (quick ? 1 : 3); r++) ceilings.push(await rawCeiling())
+for (let r = 0; r < (quick ? 1 : 3); r++) {
+  ceilings.push(await rawCeiling())
+  for (const [label, pool] of Object.entries(pools)) {
+    blockedRuns[label].blocked.push(await finishedWithin(pool, true))
+    blockedRuns[label].free.push(await finishedWithin(pool, false))
+  }
+}
 results.blockedCeiling = median(ceilings)
-console.log(`| 2 plain threads, no pool (ceiling) | ${results.blockedCeiling} | - | - |`)
+console.log(`\n### (d) ${BLOCK_TASKS} ~0.1 ms tasks queued, tasks finished within ${BLOCK_MS} ms (median of runs)\n`)
+console.log('| pool | main thread blocked | main thread free | blocked / free |')
+console.log('|---|---|---|---|')
+for (const [label, runs] of Object.entries(blockedRuns)) {
+  const row = { blocked: median(runs.blocked), free: median(runs.free) }
+  results.blocked[label] = row
+  console.log(`| ${label} | ${row.blocked} | ${row.free} | ${(row.blocked / row.free).toFixed(2)} |`)
+}
+console.log(`| 2 plain threads, no pool, main blocked (ceiling) | ${results.blockedCeiling} | - | - |`)
 console.log(`\nbulkhead while blocked / ceiling: ${(results.blocked.bulkhead.blocked / results.blockedCeiling).toFixed(2)}`)
 for (const pool of Object.values(pools)) await close(pool)
 

@@ -24,6 +24,9 @@ const cpus = typeof os.availableParallelism === 'function' ? os.availableParalle
 
 /** Default `maxQueue` per thread (`maxQueue` defaults to `maxThreads * 1024`). */
 const DEFAULT_QUEUE_PER_THREAD = 1024
+/** Most results settled in one turn of the main thread's event loop (bounds its delay). */
+const DRAIN_BATCH = 512
+const ALL = 0xffffffff
 /** How long a worker has to return an aborted or timed-out task before it is terminated (ms). */
 const DEFAULT_ABORT_GRACE = 1000
 
@@ -257,6 +260,7 @@ class WorkerPool extends EventEmitter {
   #exitWaiters = []
   #exitCause = undefined
   #needsDrain = false
+  #drainScheduled = false
   #start = performance.now()
   #completed = 0
 
@@ -492,13 +496,23 @@ class WorkerPool extends EventEmitter {
     this.#drain()
   }
 
-  #drain() {
-    const batch = this.#core.drain()
+  #drain(max = DRAIN_BATCH) {
+    const batch = this.#core.drain(max)
     let i = 0
     let completedNow = 0
     for (; i < batch.length; i += 3) {
       const id = batch[i]
-      if (id === -1) break
+      if (id < 0) {
+        // More results wait: take them after the event loop had a turn.
+        if (id === -2 && !this.#drainScheduled) {
+          this.#drainScheduled = true
+          setImmediate(() => {
+            this.#drainScheduled = false
+            this.#drain()
+          })
+        }
+        break
+      }
       const kind = batch[i + 1]
       const value = batch[i + 2]
       if (kind === 0) {
@@ -576,7 +590,7 @@ class WorkerPool extends EventEmitter {
     this.#exitCause = err
     const respawn = this.#core.workerExited(id, message)
     const before = this.#pending.size
-    this.#drain()
+    this.#drain(ALL)
     this.#exitCause = undefined
     if (err !== undefined && !rec.expected && before === this.#pending.size && !this.#destroyed) {
       // The error lost no task: tell listeners, if any (an 'error' event with
@@ -621,7 +635,7 @@ class WorkerPool extends EventEmitter {
     if (!this.#destroyed) {
       this.#destroyed = true
       const workers = this.#core.destroy()
-      this.#drain()
+      this.#drain(ALL)
       for (const id of workers) {
         const rec = this.#workers.get(id)
         if (rec !== undefined && rec.worker !== null) {

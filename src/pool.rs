@@ -140,6 +140,8 @@ pub struct Batch {
   /// Workers the main thread must terminate (idle beyond `idleTimeout`, or
   /// stuck past the abort grace period).
   pub terminate: Vec<WorkerId>,
+  /// Completions are left for another call (see [`Pool::drain`]).
+  pub more: bool,
 }
 
 /// What a worker reads from [`Pool::poll`] when woken.
@@ -354,6 +356,8 @@ struct WorkerSlot {
   wake_pending: bool,
   aborts: Vec<TaskId>,
   idle_since: Option<Duration>,
+  /// An idle deadline for this worker is in the heap.
+  idle_armed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -512,6 +516,7 @@ impl Pool {
         wake_pending: false,
         aborts: Vec::new(),
         idle_since: None,
+        idle_armed: false,
       },
     );
     st.stats.spawned += 1;
@@ -697,7 +702,14 @@ impl Pool {
   /// Gives `worker` the next queued task if it has a free slot.
   pub fn take(&self, worker: WorkerId) -> Option<Task> {
     let mut st = self.state.lock();
-    self.take_locked(&mut st, worker)
+    let task = self.take_locked(&mut st, worker);
+    if task.is_none() {
+      // A worker that started after the burst it was made for (or was woken
+      // for nothing) must still retire after idleTimeout.
+      let now = self.clock.now();
+      self.after_idle(&mut st, worker, now);
+    }
+    task
   }
 
   fn take_locked(&self, st: &mut State, worker: WorkerId) -> Option<Task> {
@@ -801,8 +813,19 @@ impl Pool {
     if w.running != 0 || w.state != WorkerState::Ready {
       return;
     }
+    if w.idle_armed {
+      return;
+    }
     if st.lifecycle == Lifecycle::Open && Self::live_workers(st) > self.config.min_threads {
-      self.push_deadline(st, now + self.config.idle_timeout, Deadline::Idle(worker));
+      if let Some(w) = st.workers.get_mut(&worker) {
+        w.idle_armed = true;
+      }
+      let since = st
+        .workers
+        .get(&worker)
+        .and_then(|w| w.idle_since)
+        .unwrap_or(now);
+      self.push_deadline(st, since + self.config.idle_timeout, Deadline::Idle(worker));
     }
   }
 
@@ -931,6 +954,9 @@ impl Pool {
         }
       }
       Deadline::Idle(worker) => {
+        if let Some(w) = st.workers.get_mut(&worker) {
+          w.idle_armed = false;
+        }
         let idle_long = st.workers.get(&worker).is_some_and(|w| {
           w.state == WorkerState::Ready
             && w.running == 0
@@ -943,6 +969,9 @@ impl Pool {
           && Self::live_workers(st) > self.config.min_threads
         {
           self.retire(st, wakes, worker);
+        } else {
+          // Idle again since the deadline was armed: count from then.
+          self.after_idle(st, worker, now);
         }
       }
     }
@@ -1051,13 +1080,24 @@ impl Pool {
     respawn
   }
 
-  /// Takes everything waiting for the main thread.
-  pub fn drain(&self) -> Batch {
+  /// Takes what waits for the main thread: at most `max` completions (the
+  /// oldest) and every worker to terminate. When completions remain,
+  /// [`Batch::more`] is set and no new notification comes for them: the
+  /// caller drains again after letting its event loop run.
+  pub fn drain(&self, max: usize) -> Batch {
     let mut st = self.state.lock();
-    st.main_pending = false;
+    let completions = if st.outbox.len() <= max {
+      std::mem::take(&mut st.outbox)
+    } else {
+      let rest = st.outbox.split_off(max);
+      std::mem::replace(&mut st.outbox, rest)
+    };
+    let more = !st.outbox.is_empty();
+    st.main_pending = more;
     Batch {
-      completions: std::mem::take(&mut st.outbox),
+      completions,
       terminate: std::mem::take(&mut st.terminate),
+      more,
     }
   }
 
@@ -1268,7 +1308,7 @@ mod tests {
     assert!(p.complete(w, 3, Ok(vec![30])).is_none());
     // The main thread was notified once for the batch, and gets all three in order.
     assert_eq!(main.get(), 1);
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert_eq!(
       batch.completions,
       vec![
@@ -1290,6 +1330,36 @@ mod tests {
     assert_eq!((s.completed, s.failed, s.queued, s.running), (3, 1, 0, 0));
     assert_eq!(s.run_time.count, 3);
     assert_eq!(s.wait_time.count, 3);
+  }
+
+  #[test]
+  fn drain_hands_out_bounded_batches_without_renotifying() {
+    let (p, _, main) = pool(cfg(1, 1, 100));
+    let w = p.start()[0];
+    p.attach(w, Arc::new(Counter::default())).unwrap();
+    for id in 1..=5 {
+      p.submit(id, vec![], opts()).unwrap();
+    }
+    let mut t = p.take(w);
+    while let Some(task) = t {
+      t = p.complete(w, task.id, Ok(vec![]));
+    }
+    assert_eq!(main.get(), 1);
+    let first = p.drain(2);
+    assert_eq!(
+      first.completions.iter().map(|c| c.id).collect::<Vec<_>>(),
+      vec![1, 2]
+    );
+    assert!(first.more);
+    let second = p.drain(10);
+    assert_eq!(second.completions.len(), 3);
+    assert!(!second.more);
+    assert_eq!(main.get(), 1);
+    // Drained dry: the next completion notifies again.
+    p.submit(6, vec![], opts()).unwrap();
+    let task = p.take(w).unwrap();
+    p.complete(w, task.id, Ok(vec![]));
+    assert_eq!(main.get(), 2);
   }
 
   #[test]
@@ -1404,7 +1474,7 @@ mod tests {
     p.attach(w, Arc::new(Counter::default())).unwrap();
     assert_eq!(p.take(w).unwrap().id, 2);
     assert_eq!(p.stats().aborted, 1);
-    assert!(p.drain().completions.is_empty());
+    assert!(p.drain(usize::MAX).completions.is_empty());
   }
 
   #[test]
@@ -1423,14 +1493,14 @@ mod tests {
     assert_eq!(p.poll(w).aborts, vec![1]);
     clock.advance(ms(99));
     p.expire();
-    assert!(p.drain().terminate.is_empty());
+    assert!(p.drain(usize::MAX).terminate.is_empty());
     clock.advance(ms(1));
     p.expire();
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert_eq!(batch.terminate, vec![w]);
     // The abandoned task is never delivered, even when the exit is reported.
     let respawn = p.worker_exited(w, &Error::new(ErrorCode::WorkerExited, "x"));
-    assert!(p.drain().completions.is_empty());
+    assert!(p.drain(usize::MAX).completions.is_empty());
     // min_threads is 1, so a replacement is started right away.
     assert_eq!(respawn.workers.len(), 1);
     assert_eq!(respawn.delay, Duration::ZERO);
@@ -1448,7 +1518,7 @@ mod tests {
     assert_eq!(p.complete(w, 1, Ok(vec![])).unwrap().id, 2);
     clock.advance(Duration::from_secs(5));
     p.expire();
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert!(batch.completions.is_empty());
     assert!(batch.terminate.is_empty());
   }
@@ -1467,7 +1537,7 @@ mod tests {
     clock.advance(ms(1));
     assert_eq!(p.expire(), None);
     assert_eq!(main.get(), 1);
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert!(matches!(
       &batch.completions[..],
       [Completion { id: 1, outcome: Outcome::Failed(e) }] if e.code == ErrorCode::Timeout
@@ -1492,10 +1562,10 @@ mod tests {
     p.take(w).unwrap();
     clock.advance(ms(99));
     p.expire();
-    assert!(p.drain().completions.is_empty());
+    assert!(p.drain(usize::MAX).completions.is_empty());
     clock.advance(ms(1));
     p.expire();
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert!(matches!(
       &batch.completions[..],
       [Completion { id: 1, outcome: Outcome::Failed(e) }] if e.code == ErrorCode::Timeout
@@ -1503,7 +1573,7 @@ mod tests {
     assert_eq!(p.poll(w).aborts, vec![1]);
     // A late result is dropped.
     assert!(p.complete(w, 1, Ok(vec![])).is_none());
-    assert!(p.drain().completions.is_empty());
+    assert!(p.drain(usize::MAX).completions.is_empty());
   }
 
   #[test]
@@ -1517,7 +1587,7 @@ mod tests {
       p.submit(round, vec![], opts()).unwrap();
       p.take(w).unwrap();
       let respawn = p.worker_exited(w, &exited);
-      let batch = p.drain();
+      let batch = p.drain(usize::MAX);
       assert!(matches!(
         &batch.completions[..],
         [Completion { outcome: Outcome::Failed(e), .. }] if e.code == ErrorCode::WorkerExited
@@ -1544,7 +1614,7 @@ mod tests {
     p.submit(1, vec![], opts()).unwrap();
     p.submit(2, vec![], opts()).unwrap();
     p.worker_exited(w, &Error::new(ErrorCode::WorkerExited, "bad execArgv"));
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert_eq!(batch.completions.len(), 2);
     assert_eq!(p.queue_size(), 0);
   }
@@ -1566,12 +1636,33 @@ mod tests {
     p.complete(b, 2, Ok(vec![]));
     clock.advance(ms(499));
     p.expire();
-    assert!(p.drain().terminate.is_empty());
+    assert!(p.drain(usize::MAX).terminate.is_empty());
     clock.advance(ms(1));
     p.expire();
     // Only one retires: the other is the min_threads floor.
-    assert_eq!(p.drain().terminate.len(), 1);
+    assert_eq!(p.drain(usize::MAX).terminate.len(), 1);
     assert_eq!(p.stats().workers, 1);
+  }
+
+  #[test]
+  fn a_worker_that_never_got_a_task_still_retires() {
+    let mut c = cfg(1, 2, 10);
+    c.idle_timeout = ms(100);
+    let (p, clock, _) = pool(c);
+    let a = p.start()[0];
+    p.attach(a, Arc::new(Counter::default())).unwrap();
+    p.submit(1, vec![], opts()).unwrap();
+    let b = p.submit(2, vec![], opts()).unwrap()[0];
+    // `a` takes both before `b` attaches.
+    let t1 = p.take(a).unwrap();
+    assert_eq!(p.complete(a, t1.id, Ok(vec![])).unwrap().id, 2);
+    p.attach(b, Arc::new(Counter::default())).unwrap();
+    assert!(p.take(b).is_none());
+    // Woken for nothing again: no second deadline piles up.
+    assert!(p.take(b).is_none());
+    clock.advance(ms(100));
+    p.expire();
+    assert_eq!(p.drain(usize::MAX).terminate, vec![b]);
   }
 
   #[test]
@@ -1588,7 +1679,7 @@ mod tests {
     p.take(w).unwrap();
     clock.advance(ms(60));
     p.expire();
-    assert!(p.drain().terminate.is_empty());
+    assert!(p.drain(usize::MAX).terminate.is_empty());
   }
 
   #[test]
@@ -1614,7 +1705,7 @@ mod tests {
     p.submit(2, vec![], opts()).unwrap();
     p.take(w).unwrap();
     assert_eq!(p.destroy(), vec![w]);
-    let batch = p.drain();
+    let batch = p.drain(usize::MAX);
     assert_eq!(batch.completions.len(), 2);
     assert!(batch
       .completions
@@ -1623,7 +1714,7 @@ mod tests {
     // Late results and exits deliver nothing more.
     assert!(p.complete(w, 1, Ok(vec![])).is_none());
     assert!(p.worker_exited(w, &Error::closed("x")).workers.is_empty());
-    assert!(p.drain().completions.is_empty());
+    assert!(p.drain(usize::MAX).completions.is_empty());
     assert_eq!(
       p.submit(3, vec![], opts()).unwrap_err().code,
       ErrorCode::Closed
@@ -1718,13 +1809,13 @@ mod tests {
       };
       p.submit(id, id.to_le_bytes().to_vec(), o).unwrap();
       if id % 64 == 0 {
-        got += check(&p.drain(), &mut seen);
+        got += check(&p.drain(usize::MAX), &mut seen);
       }
     }
     for t in threads {
       t.join().unwrap();
     }
-    got += check(&p.drain(), &mut seen);
+    got += check(&p.drain(usize::MAX), &mut seen);
     assert_eq!(got, TASKS as usize);
     assert!(seen.iter().all(|&s| s));
     let s = p.stats();
@@ -1795,7 +1886,7 @@ mod tests {
     let mut seen = std::collections::HashSet::new();
     let start = Instant::now();
     while seen.len() < TASKS as usize && start.elapsed() < Duration::from_secs(20) {
-      for c in p.drain().completions {
+      for c in p.drain(usize::MAX).completions {
         assert!(seen.insert(c.id), "task {} delivered twice", c.id);
       }
       std::thread::sleep(ms(1));

@@ -106,8 +106,8 @@ fn encode(value: &Unknown) -> napi::Result<Vec<u8>, ErrorCode> {
         "napi_get_value_double",
       )?;
       let mut out = Vec::with_capacity(9);
-      out.push(TAG_NUMBER);
       out.extend_from_slice(&n.to_le_bytes());
+      out.push(TAG_NUMBER);
       Ok(out)
     }
     sys::ValueType::napi_string => {
@@ -124,10 +124,10 @@ fn encode(value: &Unknown) -> napi::Result<Vec<u8>, ErrorCode> {
         "napi_get_value_string_utf16",
       )?;
       let mut out = Vec::with_capacity(1 + 2 * len);
-      out.push(TAG_STRING);
       for u in &units[..len] {
         out.extend_from_slice(&u.to_le_bytes());
       }
+      out.push(TAG_STRING);
       Ok(out)
     }
     sys::ValueType::napi_object => {
@@ -159,11 +159,11 @@ fn encode(value: &Unknown) -> napi::Result<Vec<u8>, ErrorCode> {
         "napi_get_typedarray_info",
       )?;
       let mut out = Vec::with_capacity(1 + len);
-      out.push(TAG_V8);
       if len > 0 {
         // SAFETY: a Uint8Array (the JS layer passes Buffers) of `len` bytes at `data`.
         out.extend_from_slice(unsafe { std::slice::from_raw_parts(data as *const u8, len) });
       }
+      out.push(TAG_V8);
       Ok(out)
     }
     _ => Err(Error::invalid_arg("payload must be a primitive or serialized bytes").into()),
@@ -206,10 +206,10 @@ fn encode_payload(value: &Unknown) -> napi::Result<Payload, ErrorCode> {
     if i == 0 {
       // SAFETY: `element` is a live value of this call.
       let mut bytes = encode(&unsafe { Unknown::from_raw_unchecked(env, element) })?;
-      if bytes.first() != Some(&TAG_V8) {
+      if bytes.last() != Some(&TAG_V8) {
         return Err(Error::invalid_arg("a transfer payload starts with serialized bytes").into());
       }
-      bytes[0] = TAG_V8_TRANSFER;
+      *bytes.last_mut().expect("checked above") = TAG_V8_TRANSFER;
       parts.push(bytes);
       continue;
     }
@@ -240,8 +240,8 @@ fn encode_payload(value: &Unknown) -> napi::Result<Payload, ErrorCode> {
 /// allocation (no copy; freed when the worker's GC collects it).
 fn decode_payload(env: &Env, payload: Payload) -> napi::Result<sys::napi_value, ErrorCode> {
   let raw_env = env.raw();
-  if payload.bytes.first() != Some(&TAG_V8_TRANSFER) {
-    return decode(raw_env, &payload.bytes);
+  if payload.bytes.last() != Some(&TAG_V8_TRANSFER) {
+    return decode(raw_env, payload.bytes);
   }
   let mut arr = ptr::null_mut();
   // SAFETY (every unsafe block below): `raw_env` is the env of the current
@@ -251,8 +251,8 @@ fn decode_payload(env: &Env, payload: Payload) -> napi::Result<sys::napi_value, 
     "napi_create_array",
   )?;
   let mut head = payload.bytes;
-  head[0] = TAG_V8;
-  let first = decode(raw_env, &head)?;
+  *head.last_mut().expect("checked above") = TAG_V8;
+  let first = decode(raw_env, head)?;
   check(
     unsafe { sys::napi_set_element(raw_env, arr, 0, first) },
     "napi_set_element",
@@ -268,10 +268,24 @@ fn decode_payload(env: &Env, payload: Payload) -> napi::Result<sys::napi_value, 
   Ok(arr)
 }
 
-/// Turns a payload back into a JS value (a primitive, or a `Buffer` to deserialize).
-fn decode(env: sys::napi_env, payload: &[u8]) -> napi::Result<sys::napi_value, ErrorCode> {
+/// Serialized bytes at least this long reach JS as a `Buffer` over the Rust
+/// allocation (no copy); shorter ones are copied, which is cheaper than an
+/// external buffer's finalizer.
+const EXTERNAL_MIN: usize = 64 * 1024;
+
+/// Turns a payload (bytes, then a tag byte) back into a JS value (a
+/// primitive, or a `Buffer` to deserialize).
+fn decode(env: sys::napi_env, mut payload: Vec<u8>) -> napi::Result<sys::napi_value, ErrorCode> {
   let mut out = ptr::null_mut();
-  let (tag, bytes) = payload.split_first().unwrap_or((&TAG_UNDEFINED, &[]));
+  let tag = payload.pop().unwrap_or(TAG_UNDEFINED);
+  if tag == TAG_V8 && payload.len() >= EXTERNAL_MIN {
+    // `env` is the environment of the current call, on its JS thread.
+    let buffer = napi::bindgen_prelude::BufferSlice::from_data(&Env::from_raw(env), payload)
+      .map_err(|e| napi::Error::new(ErrorCode::Internal, e.reason))?;
+    return Ok(buffer.raw());
+  }
+  let bytes = payload.as_slice();
+  let tag = &tag;
   // SAFETY (every unsafe block in this function): `env` is the environment
   // of the current call, on its JS thread; `out` is written by Node.
   let status = unsafe {
@@ -495,13 +509,13 @@ impl PoolCore {
     self.pool.cancel(id as u64, &Error::new(code, ""))
   }
 
-  /// Everything finished since the last call, as a flat array
-  /// `[id, kind, value, ...]` (kind 0: returned, 1: threw, 2: failed with
-  /// `value` = `"CODE message"`), followed by `-1` and the ids of workers to
-  /// terminate.
+  /// Up to `max` finished tasks, as a flat array `[id, kind, value, ...]`
+  /// (kind 0: returned, 1: threw, 2: failed with `value` = `"CODE
+  /// message"`), then `-1` (or `-2` when more completions wait for another
+  /// call) and the ids of workers to terminate.
   #[napi]
-  pub fn drain(&self, env: Env) -> napi::Result<Unknown<'_>, ErrorCode> {
-    let batch = self.pool.drain();
+  pub fn drain(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
+    let batch = self.pool.drain(max as usize);
     let raw_env = env.raw();
     let mut arr = ptr::null_mut();
     let len = batch.completions.len() * 3 + 1 + batch.terminate.len();
@@ -533,11 +547,11 @@ impl PoolCore {
       match c.outcome {
         Outcome::Value(bytes) => {
           push(num(0.0)?)?;
-          push(decode(raw_env, &bytes)?)?;
+          push(decode(raw_env, bytes)?)?;
         }
         Outcome::Threw(bytes) => {
           push(num(1.0)?)?;
-          push(decode(raw_env, &bytes)?)?;
+          push(decode(raw_env, bytes)?)?;
         }
         Outcome::Failed(err) => {
           push(num(2.0)?)?;
@@ -558,7 +572,7 @@ impl PoolCore {
         }
       }
     }
-    push(num(-1.0)?)?;
+    push(num(if batch.more { -2.0 } else { -1.0 })?)?;
     for w in batch.terminate {
       push(num(f64::from(w))?)?;
     }
