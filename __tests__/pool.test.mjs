@@ -82,6 +82,7 @@ test('option validation matches piscina messages', () => {
     [{ resourceLimits: 1 }, TypeError, 'options.resourceLimits must be an object'],
     [{ taskTimeout: -5 }, TypeError, 'options.taskTimeout must be a non-negative number'],
     [{ execArgv: 'x' }, TypeError, 'options.execArgv must be an array'],
+    [{ niceIncrement: -1 }, TypeError, 'options.niceIncrement must be a non-negative integer on Unix systems'],
   ]
   for (const [opts, type, message] of cases) {
     assert.throws(() => new WorkerPool(opts), (err) => err instanceof type && err.message === message)
@@ -418,4 +419,12 @@ test('close({ force: true }) destroys; Symbol.asyncDispose closes', async () => 
   await disposed[Symbol.asyncDispose]()
   assert.equal(await task, 20)
   assert.equal(disposed.threads.length, 0)
+})
+
+test('niceIncrement lowers the worker threads\' priority (Linux), not the main thread\'s', { skip: process.platform !== 'linux' }, async (t) => {
+  const pool = track(t, makePool({ minThreads: 1, maxThreads: 1, niceIncrement: 3 }))
+  const { getPriority } = await import('node:os')
+  const main = getPriority()
+  assert.equal(await pool.run(null, { name: 'nice' }), Math.min(main + 3, 19))
+  assert.equal(getPriority(), main)
 })

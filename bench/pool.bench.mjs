@@ -10,6 +10,9 @@ import Tinypool from 'tinypool'
 import { WorkerPool } from '../lib/pool.js'
 import { quick, compare, median, printTable, writeResults } from './harness.mjs'
 
+// POOL_BENCH_ONLY=af runs only cases (a) and (f).
+const only = process.env.POOL_BENCH_ONLY ?? 'abcdef'
+const want = (c) => only.includes(c)
 const filename = fileURLToPath(new URL('./fixtures/pool-task.js', import.meta.url))
 const makers = {
   bulkhead: (threads) => new WorkerPool({ filename, minThreads: threads, maxThreads: threads, maxQueue: Infinity }),
@@ -28,6 +31,7 @@ for (const [label, make] of Object.entries(makers)) {
   await warm(pools[label])
 }
 const results = {}
+if (want('a')) {
 
 // (a) burst
 const BURST = quick ? 100_000 : 100_000
@@ -49,6 +53,9 @@ const burst = await compare(
 printTable('(a) burst (per task; lower is better)', [burst], { baseline: 'bulkhead' })
 for (const [label, s] of Object.entries(burst.subjects)) console.log(`  ${label}: ${Math.round(s.opsPerSec).toLocaleString()} tasks/s`)
 results.burst = burst
+}
+
+if (want('b')) {
 
 // (b) sequential round trip
 const SEQ = quick ? 500 : 5000
@@ -69,6 +76,9 @@ for (const [label, pool] of Object.entries(pools)) {
   results.roundTrip[label] = { p50, p99 }
   console.log(`| ${label} | ${p50.toFixed(1)} | ${p99.toFixed(1)} |`)
 }
+}
+
+if (want('e')) {
 
 // (e) event-loop delay while a pool runs a burst of ~0.1 ms tasks
 const DELAY_TASKS = quick ? 2000 : 20_000
@@ -88,6 +98,9 @@ for (const [label, pool] of Object.entries(pools)) {
     `| ${label} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${row.max.toFixed(2)} | ${row.total.toFixed(0)} ms |`,
   )
 }
+}
+
+if (want('f')) {
 
 // (f) payload cost: a 1 MiB Buffer to the worker and its length back, copied or moved
 const PAYLOAD_RUNS = quick ? 50 : 300
@@ -111,6 +124,9 @@ for (const [label, pool] of Object.entries(pools)) {
   results.payload[label] = row
   console.log(`| ${label} | ${row.copied.toFixed(1)} | ${row.transferList.toFixed(1)} |`)
 }
+}
+
+if (want('d')) {
 
 // (d) main thread blocked for 1 s with tasks queued
 const BLOCK_MS = 1000
@@ -171,7 +187,10 @@ for (const [label, runs] of Object.entries(blockedRuns)) {
 }
 console.log(`| 2 plain threads, no pool, main blocked (ceiling) | ${results.blockedCeiling} | - | - |`)
 console.log(`\nbulkhead while blocked / ceiling: ${(results.blocked.bulkhead.blocked / results.blockedCeiling).toFixed(2)}`)
+}
+
 for (const pool of Object.values(pools)) await close(pool)
+if (want('c')) {
 
 // (c) scaling, bulkhead only: 1 vs 2 threads
 const CPU_TASKS = quick ? 200 : 2000
@@ -190,5 +209,7 @@ console.log(`|---|---|---|`)
 console.log(
   `| ${results.scaling[1].toFixed(0)} ms | ${results.scaling[2].toFixed(0)} ms | ${(results.scaling[1] / results.scaling[2]).toFixed(2)}x |`,
 )
+
+}
 
 writeResults('pool', results)

@@ -10,7 +10,8 @@ const native = require('./native.js')
 const { WorkerPool } = require('./pool.js')
 
 const { KEY, encodeValue, decodeValue, encodeError } = WorkerPool[Symbol.for('bulkhead.pool.internals')]
-const { poolId, workerId } = workerData[KEY]
+const { poolId, workerId, niceIncrement } = workerData[KEY]
+if (niceIncrement > 0) native.poolNiceThread(niceIncrement)
 
 // A synchronous run of tasks yields to the event loop after this long, so
 // timers, I/O and abort messages of this worker still get their turn.

@@ -29,6 +29,8 @@ export interface WorkerPoolOptions {
   workerData?: unknown
   /** Default `timeout` of `run()`, in milliseconds. Default: none. */
   taskTimeout?: number
+  /** Nice levels to lower each worker thread's priority by (Linux; ignored elsewhere). Default: 0. */
+  niceIncrement?: number
   /** Milliseconds a worker has to return an aborted or timed-out task before it is terminated. Default: 1000. */
   abortGrace?: number
 }

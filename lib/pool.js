@@ -236,6 +236,9 @@ function validateOptions(opts) {
       throw new TypeError(`options.${key} must be a non-negative number`)
     }
   }
+  if (opts.niceIncrement !== undefined && (!Number.isInteger(opts.niceIncrement) || opts.niceIncrement < 0)) {
+    throw new TypeError('options.niceIncrement must be a non-negative integer on Unix systems')
+  }
   for (const key of ['argv', 'execArgv']) {
     if (opts[key] !== undefined && !Array.isArray(opts[key])) throw new TypeError(`options.${key} must be an array`)
   }
@@ -293,6 +296,7 @@ class WorkerPool extends EventEmitter {
       workerData: options.workerData,
       taskTimeout: options.taskTimeout,
       abortGrace: options.abortGrace ?? DEFAULT_ABORT_GRACE,
+      niceIncrement: options.niceIncrement ?? 0,
     })
     this.#core = new native.PoolCore(
       minThreads,
@@ -560,7 +564,9 @@ class WorkerPool extends EventEmitter {
     let worker
     try {
       worker = new Worker(RUNNER, {
-        workerData: { [KEY]: { poolId: this.#core.id, workerId: id, workerData: o.workerData } },
+        workerData: {
+          [KEY]: { poolId: this.#core.id, workerId: id, workerData: o.workerData, niceIncrement: o.niceIncrement },
+        },
         resourceLimits: o.resourceLimits,
         env: o.env,
         argv: o.argv,

@@ -773,3 +773,29 @@ impl PoolWorker {
     hand_out(&env, next, unsafe { meta.as_mut() })
   }
 }
+
+/// Lowers the calling thread's scheduling priority by `increment` nice
+/// levels (piscina's `niceIncrement`), so the main thread wins the CPU when
+/// workers and the main thread compete. Linux only (a thread's nice value is
+/// per thread there); returns whether it was applied.
+#[napi]
+pub fn pool_nice_thread(increment: i32) -> bool {
+  #[cfg(target_os = "linux")]
+  {
+    // SAFETY: plain syscalls on the calling thread; no memory is shared.
+    unsafe {
+      let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+      *libc::__errno_location() = 0;
+      let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+      if current == -1 && *libc::__errno_location() != 0 {
+        return false;
+      }
+      libc::setpriority(libc::PRIO_PROCESS, tid, current.saturating_add(increment)) == 0
+    }
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    let _ = increment;
+    false
+  }
+}
