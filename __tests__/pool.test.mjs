@@ -428,3 +428,10 @@ test('niceIncrement lowers the worker threads\' priority (Linux), not the main t
   assert.equal(await pool.run(null, { name: 'nice' }), Math.min(main + 3, 19))
   assert.equal(getPriority(), main)
 })
+
+test('a closed or destroyed pool is garbage collected (no native reference keeps it alive)', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/pool-collect.mjs', import.meta.url))
+  const child = spawnSync(process.execPath, ['--expose-gc', fixture], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(child.status, 0, child.stderr)
+  assert.match(child.stdout, /collected 4/)
+})

@@ -1184,6 +1184,10 @@ impl Pool {
       workers = st.workers.keys().copied().collect();
       st.deadlines.clear();
       st.timer_stop = true;
+      // Nothing reaches the main thread after this call's batch (the caller
+      // drains it right away): let go of its wake-up, which in the glue
+      // holds the JS callback (and through it the pool object) alive.
+      st.main_notify = None;
       self.timer_cv.notify_all();
     }
     wakes.send();
