@@ -435,3 +435,15 @@ test('a closed or destroyed pool is garbage collected (no native reference keeps
   assert.equal(child.status, 0, child.stderr)
   assert.match(child.stdout, /collected 4/)
 })
+
+test('an async task that looks at its signal only after the abort still sees it aborted', async (t) => {
+  const pool = track(t, makePool({ minThreads: 1, maxThreads: 1 }))
+  await pool.run(0)
+  const ac = new AbortController()
+  const task = pool.run(null, { name: 'lateSignal', signal: ac.signal })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  ac.abort()
+  await rejectsWith(task, 'ERR_ABORTED')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(await pool.run(null, { name: 'lastLateSignal' }), true)
+})

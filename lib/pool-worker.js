@@ -19,7 +19,8 @@ const SLICE_MS = 10
 
 const meta = new Float64Array(2)
 const modules = new Map() // module handle -> task function, or a Promise of it
-const running = new Map() // task id -> { controller, aborted }
+const running = new Map() // task id -> { controller, aborted }, for tasks that looked at their signal
+const pending = new Set() // ids of async tasks in flight (they can still look at their signal later)
 let handle = null
 
 function loadModule(moduleId) {
@@ -57,22 +58,31 @@ async function pickExport(mod, name) {
 }
 
 // The second argument of a task function. `signal` is made on first use, so
-// a task that never looks at it costs no AbortController.
-function context(id) {
-  return {
-    get signal() {
-      let rec = running.get(id)
-      if (rec === undefined) {
-        rec = { controller: null, aborted: false }
-        running.set(id, rec)
-      }
-      if (rec.controller === null) {
-        rec.controller = new AbortController()
-        if (rec.aborted) rec.controller.abort(abortReason())
-      }
-      return rec.controller.signal
-    },
+// a task that never looks at it costs no AbortController (and a class with a
+// prototype getter is cheaper to make than an object literal with one).
+class TaskContext {
+  #id
+
+  constructor(id) {
+    this.#id = id
   }
+
+  get signal() {
+    let rec = running.get(this.#id)
+    if (rec === undefined) {
+      rec = { controller: null, aborted: false }
+      running.set(this.#id, rec)
+    }
+    if (rec.controller === null) {
+      rec.controller = new AbortController()
+      if (rec.aborted) rec.controller.abort(abortReason())
+    }
+    return rec.controller.signal
+  }
+}
+
+function context(id) {
+  return new TaskContext(id)
 }
 
 function abortReason() {
@@ -83,8 +93,11 @@ function abortReason() {
 
 function onAbort(id) {
   const rec = running.get(id)
-  // A task that never looked at its signal has nothing to fire (and may be done).
-  if (rec === undefined) return
+  if (rec === undefined) {
+    // Not looked at yet: remember, for an async task that may look later.
+    if (pending.has(id)) running.set(id, { controller: null, aborted: true })
+    return
+  }
   rec.aborted = true
   if (rec.controller !== null && !rec.controller.signal.aborted) rec.controller.abort(abortReason())
 }
@@ -111,6 +124,7 @@ function runTask(payload) {
     return complete(id, false, err)
   }
   if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+    pending.add(id)
     result.then(
       (value) => finish(id, true, value),
       (err) => finish(id, false, err),
@@ -121,6 +135,7 @@ function runTask(payload) {
 }
 
 function invokeAsync(id, fn, payload) {
+  pending.add(id)
   let result
   try {
     result = fn(decodeValue(payload), context(id))
@@ -136,6 +151,7 @@ function invokeAsync(id, fn, payload) {
 
 function complete(id, ok, value) {
   running.delete(id)
+  pending.delete(id)
   let encoded
   if (ok) {
     try {
