@@ -199,6 +199,9 @@ test('taskTimeout is the default timeout', async (t) => {
   const pool = track(t, makePool({ minThreads: 1, maxThreads: 1, taskTimeout: 40, abortGrace: 50 }))
   await rejectsWith(pool.run(null, { name: 'waitForAbort' }), 'ERR_TIMEOUT')
   assert.equal(await pool.run(10, { name: 'spin' }), 10)
+  // A per-run timeout replaces it; Infinity means none.
+  assert.equal(await pool.run(80, { name: 'sleep', timeout: Infinity }), 80)
+  assert.equal(await pool.run(60, { name: 'sleep', timeout: 500, queueTimeout: Infinity }), 60)
 })
 
 test('process.exit in a task rejects with ERR_WORKER_EXITED and the pool recovers (tinypool 2.2 hangs here)', async (t) => {
@@ -446,4 +449,17 @@ test('an async task that looks at its signal only after the abort still sees it 
   await rejectsWith(task, 'ERR_ABORTED')
   await new Promise((resolve) => setTimeout(resolve, 200))
   assert.equal(await pool.run(null, { name: 'lastLateSignal' }), true)
+})
+
+test('an EventEmitter-style signal (piscina accepts one) aborts a queued task', async (t) => {
+  const { EventEmitter } = await import('node:events')
+  const pool = track(t, makePool({ minThreads: 1, maxThreads: 1 }))
+  const busy = pool.run(60, { name: 'spin' })
+  const emitter = Object.assign(new EventEmitter(), { aborted: false })
+  const queued = pool.run(1, { signal: emitter })
+  emitter.aborted = true
+  emitter.emit('abort')
+  await rejectsWith(queued, 'ERR_ABORTED')
+  assert.equal(await busy, 60)
+  assert.equal(emitter.listenerCount('abort'), 0, 'listener removed once settled')
 })
