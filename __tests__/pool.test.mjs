@@ -74,6 +74,7 @@ test('option validation matches piscina messages', () => {
     [{ filename: 1 }, TypeError, 'options.filename must be a string or null'],
     [{ name: 1 }, TypeError, 'options.name must be a string or null'],
     [{ minThreads: -1 }, TypeError, 'options.minThreads must be a non-negative integer'],
+    [{ minThreads: '1' }, TypeError, 'options.minThreads must be a non-negative integer'],
     [{ maxThreads: 0 }, TypeError, 'options.maxThreads must be a positive integer'],
     [{ minThreads: 3, maxThreads: 2 }, RangeError, 'options.minThreads and options.maxThreads must not conflict'],
     [{ idleTimeout: -1 }, TypeError, 'options.idleTimeout must be a non-negative integer'],
@@ -119,6 +120,11 @@ test('defaults: min/max threads from the CPU count, maxQueue 1024 per thread, au
   const d = new WorkerPool({ filename: echo, minThreads: 0 })
   assert.ok(d.options.maxThreads >= 1)
   await d.destroy()
+  // Like piscina, any number in range is accepted; fractions are floored.
+  const frac = new WorkerPool({ filename: echo, minThreads: 0.5, maxThreads: 2.5, concurrentTasksPerWorker: 1.5 })
+  assert.deepEqual([frac.options.minThreads, frac.options.maxThreads, frac.options.concurrentTasksPerWorker], [0, 2, 1])
+  assert.equal(await frac.run(3), 3)
+  await frac.destroy()
 })
 
 test('a full queue rejects with ERR_QUEUE_FULL at once, and drain fires when it empties', async (t) => {

@@ -203,10 +203,11 @@ function validateOptions(opts) {
     throw new TypeError('options.filename must be a string or null')
   }
   if (typeof opts.name !== 'string' && opts.name != null) throw new TypeError('options.name must be a string or null')
-  if (opts.minThreads !== undefined && (!Number.isInteger(opts.minThreads) || opts.minThreads < 0)) {
+  // Numbers are checked as piscina checks them (any number in range; fractions are floored).
+  if (opts.minThreads !== undefined && !(typeof opts.minThreads === 'number' && opts.minThreads >= 0)) {
     throw new TypeError('options.minThreads must be a non-negative integer')
   }
-  if (opts.maxThreads !== undefined && (!Number.isInteger(opts.maxThreads) || opts.maxThreads < 1)) {
+  if (opts.maxThreads !== undefined && !(typeof opts.maxThreads === 'number' && opts.maxThreads >= 1)) {
     throw new TypeError('options.maxThreads must be a positive integer')
   }
   if (opts.minThreads !== undefined && opts.maxThreads !== undefined && opts.minThreads > opts.maxThreads) {
@@ -224,7 +225,7 @@ function validateOptions(opts) {
   }
   if (
     opts.concurrentTasksPerWorker !== undefined &&
-    (!Number.isInteger(opts.concurrentTasksPerWorker) || opts.concurrentTasksPerWorker < 1)
+    !(typeof opts.concurrentTasksPerWorker === 'number' && opts.concurrentTasksPerWorker >= 1)
   ) {
     throw new TypeError('options.concurrentTasksPerWorker must be a positive integer')
   }
@@ -236,7 +237,7 @@ function validateOptions(opts) {
       throw new TypeError(`options.${key} must be a non-negative number`)
     }
   }
-  if (opts.niceIncrement !== undefined && (!Number.isInteger(opts.niceIncrement) || opts.niceIncrement < 0)) {
+  if (opts.niceIncrement !== undefined && !(typeof opts.niceIncrement === 'number' && opts.niceIncrement >= 0)) {
     throw new TypeError('options.niceIncrement must be a non-negative integer on Unix systems')
   }
   for (const key of ['argv', 'execArgv']) {
@@ -272,11 +273,13 @@ class WorkerPool extends EventEmitter {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
     validateOptions(options)
     native ??= require('./native.js')
-    let maxThreads = options.maxThreads ?? Math.max(Math.floor(cpus * 1.5), 1)
-    let minThreads = options.minThreads ?? Math.max(Math.floor(cpus / 2), 1)
+    // Fractions are floored; the core counts whole threads (at most 4096).
+    const whole = (n) => Math.min(Math.floor(n), 4096)
+    let maxThreads = whole(options.maxThreads ?? Math.max(cpus * 1.5, 1))
+    let minThreads = whole(options.minThreads ?? Math.max(cpus / 2, 1))
     if (options.maxThreads !== undefined && minThreads > maxThreads) minThreads = maxThreads
     if (options.minThreads !== undefined && maxThreads < minThreads) maxThreads = minThreads
-    const concurrency = options.concurrentTasksPerWorker ?? 1
+    const concurrency = whole(options.concurrentTasksPerWorker ?? 1)
     let maxQueue = options.maxQueue ?? maxThreads * DEFAULT_QUEUE_PER_THREAD
     if (maxQueue === 'auto') maxQueue = maxThreads ** 2
     this.#filename = options.filename == null ? null : toFilename(options.filename)
@@ -296,7 +299,7 @@ class WorkerPool extends EventEmitter {
       workerData: options.workerData,
       taskTimeout: options.taskTimeout,
       abortGrace: options.abortGrace ?? DEFAULT_ABORT_GRACE,
-      niceIncrement: options.niceIncrement ?? 0,
+      niceIncrement: Math.min(Math.floor(options.niceIncrement ?? 0), 19),
     })
     this.#core = new native.PoolCore(
       minThreads,
