@@ -424,6 +424,39 @@ struct State {
 ///
 /// Every method takes `&self`; one mutex guards the state, and no callback
 /// ([`Notify::notify`]) runs while it is held.
+///
+/// # Examples
+///
+/// One worker, two tasks: the worker gets the second task in the same call
+/// that completes the first, and the main thread collects both results in
+/// one batch.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bulkhead::clock::ManualClock;
+/// use bulkhead::pool::{Notify, Outcome, Pool, PoolConfig, SubmitOptions};
+///
+/// struct Nobody;
+/// impl Notify for Nobody {
+///   fn notify(&self) {}
+/// }
+///
+/// let config = PoolConfig { min_threads: 1, max_threads: 1, ..PoolConfig::default() };
+/// let pool = Pool::new(config, Arc::new(ManualClock::new())).unwrap();
+/// let worker = pool.start()[0];
+/// pool.submit(1, b"first".to_vec(), SubmitOptions::default()).unwrap();
+/// pool.submit(2, b"second".to_vec(), SubmitOptions::default()).unwrap();
+///
+/// pool.attach(worker, Arc::new(Nobody)).unwrap();
+/// let task = pool.take(worker).unwrap();
+/// let next = pool.complete(worker, task.id, Ok(b"one".to_vec())).unwrap();
+/// assert_eq!(next.payload.bytes, b"second");
+/// assert!(pool.complete(worker, next.id, Ok(b"two".to_vec())).is_none());
+///
+/// let batch = pool.drain(usize::MAX);
+/// assert_eq!(batch.completions.len(), 2);
+/// assert_eq!(batch.completions[0].outcome, Outcome::Value(b"one".to_vec()));
+/// ```
 pub struct Pool {
   config: PoolConfig,
   clock: Arc<dyn Clock>,
