@@ -475,3 +475,11 @@ test('an EventEmitter-style signal (piscina accepts one) aborts a queued task', 
   assert.equal(await busy, 60)
   assert.equal(emitter.listenerCount('abort'), 0, 'listener removed once settled')
 })
+
+test('churn: busy pools closed and destroyed mid-flight settle every promise and let the process exit', () => {
+  const fixture = fileURLToPath(new URL('./fixtures/pool-churn.mjs', import.meta.url))
+  const child = spawnSync(process.execPath, [fixture], { encoding: 'utf8', timeout: 60_000 })
+  assert.equal(child.signal, null, 'exited by itself')
+  assert.equal(child.status, 0, child.stderr)
+  assert.match(child.stdout, /settled 3600 of 3600/)
+})
