@@ -1,1 +1,1 @@
-export {}
+export { WorkerPool } from './pool.js'
