@@ -217,7 +217,629 @@ function limitFunction(fn, options) {
   return limited
 }
 
-module.exports = { pLimit, limitFunction }
+// ---------------------------------------------------------------------------
+// Limiter: the bounded, cancellable limiter. Its state machine is the Rust
+// core (src/limiter.rs, through src/js/limiter.rs): permits, weights,
+// priorities, the bounded queue, deadlines, rate and stats. JS keeps each
+// task's closure and promise in `#tasks[id]`, ids handed out by the core.
+// Two crossings per task (submit, finish); starts, timeouts and aborts come
+// back as ids.
+// ---------------------------------------------------------------------------
+
+const native = require('./native.js')
+const { BulkheadError, codes } = require('./errors.js')
+
+function invalid(message) {
+  return new BulkheadError(codes.INVALID_ARG, message)
+}
+
+function checkLimit(value, option, { allowZero = false } = {}) {
+  const ok = value === Number.POSITIVE_INFINITY || (Number.isInteger(value) && (allowZero ? value >= 0 : value >= 1))
+  if (!ok) {
+    throw invalid(`options.${option} must be an integer from ${allowZero ? 0 : 1} and up, or Infinity`)
+  }
+}
+
+function checkTimeout(value, option) {
+  if (!(typeof value === 'number' && value >= 0 && value <= 2 ** 31 - 1)) {
+    throw invalid(`${option} must be a number of milliseconds from 0 to 2147483647`)
+  }
+}
+
+function checkSignal(signal, option) {
+  if (
+    signal === null ||
+    typeof signal !== 'object' ||
+    typeof signal.aborted !== 'boolean' ||
+    typeof signal.addEventListener !== 'function'
+  ) {
+    throw invalid(`${option} must be an AbortSignal`)
+  }
+}
+
+function abortedError(signal) {
+  return new BulkheadError(codes.ABORTED, 'the task was aborted', { cause: signal.reason })
+}
+
+let taskResolve
+let taskReject
+function taskExecutor(resolve, reject) {
+  taskResolve = resolve
+  taskReject = reject
+}
+
+/** One task's JS side: its closure, its caller's promise and its signals. */
+class Task {
+  constructor(fn, signal, timeout) {
+    this.fn = fn
+    this.signal = signal
+    this.timeout = timeout
+    this.resolve = taskResolve
+    this.reject = taskReject
+    this.open = undefined
+    this.listener = undefined
+    this.controller = undefined
+    this.done = false
+  }
+}
+
+const IDLE = 0
+const EMPTY = 1
+const SIZE_LESS_THAN = 2
+
+class Limiter {
+  #core
+  #tasks = []
+  #active = 0
+  #pending = 0
+  #concurrency
+  #timeout
+  #rate
+  #timer = undefined
+  #timerAt = Number.POSITIVE_INFINITY
+  #waiters = []
+  #closed = false
+  #onTimer = () => this.#expire()
+
+  /**
+   * @param {{ concurrency?: number, maxPending?: number, timeout?: number,
+   *   rate?: { limit: number, interval: number }, name?: string }} [options]
+   */
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    const { concurrency, maxPending = Number.POSITIVE_INFINITY, timeout, rate, name } = options
+    if (name !== undefined) {
+      throw invalid('options.name is not supported yet')
+    }
+    let limit = 0
+    let interval = 0
+    if (rate !== undefined) {
+      if (rate === null || typeof rate !== 'object') throw invalid('options.rate must be { limit, interval }')
+      if (!(Number.isInteger(rate.limit) && rate.limit >= 1 && rate.limit <= 2 ** 31)) {
+        throw invalid('options.rate.limit must be an integer from 1 and up')
+      }
+      if (!(typeof rate.interval === 'number' && rate.interval > 0 && Number.isFinite(rate.interval))) {
+        throw invalid('options.rate.interval must be a positive finite number of milliseconds')
+      }
+      limit = rate.limit
+      interval = rate.interval
+      this.#rate = { limit, interval }
+    }
+    const effectiveConcurrency = concurrency ?? (rate !== undefined ? Number.POSITIVE_INFINITY : undefined)
+    checkLimit(effectiveConcurrency, 'concurrency')
+    checkLimit(maxPending, 'maxPending', { allowZero: true })
+    if (timeout !== undefined) checkTimeout(timeout, 'options.timeout')
+    this.#concurrency = effectiveConcurrency
+    this.#timeout = timeout
+    this.#core = new native.NativeLimiter(effectiveConcurrency, maxPending, limit, interval)
+  }
+
+  /** Tasks running now. */
+  get activeCount() {
+    return this.#active
+  }
+
+  /** Tasks waiting for a permit. */
+  get pendingCount() {
+    return this.#pending
+  }
+
+  /** Permits; raising it starts waiting tasks at once. */
+  get concurrency() {
+    return this.#concurrency
+  }
+
+  set concurrency(value) {
+    checkLimit(value, 'concurrency')
+    const started = this.#core.setConcurrency(value)
+    this.#concurrency = value
+    if (started) this.#startTaken()
+  }
+
+  /** Whether `pause()` is in force. */
+  get isPaused() {
+    return this.#paused
+  }
+
+  #paused = false
+
+  /**
+   * Runs `fn(signal)` when permits are free; resolves or rejects as `fn` does.
+   * `signal` is the task's own, aborted on the caller's abort and on timeout.
+   */
+  run(fn, options) {
+    if (typeof fn !== 'function') return Promise.reject(invalid('fn must be a function'))
+    if (this.#closed) return Promise.reject(new BulkheadError(codes.CLOSED, 'the limiter is closed'))
+    let signal
+    let timeout = this.#timeout
+    let priority = 0
+    let weight = 1
+    if (options !== undefined) {
+      try {
+        if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+        if (options.signal !== undefined) {
+          checkSignal(options.signal, 'options.signal')
+          signal = options.signal
+        }
+        if (options.timeout !== undefined) {
+          checkTimeout(options.timeout, 'options.timeout')
+          timeout = options.timeout
+        }
+        if (options.priority !== undefined) {
+          priority = options.priority
+          if (!(Number.isInteger(priority) && priority >= -(2 ** 31) && priority < 2 ** 31)) {
+            throw invalid('options.priority must be a 32-bit integer')
+          }
+        }
+        if (options.weight !== undefined) {
+          weight = options.weight
+          if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.#concurrency)) {
+            throw invalid(`options.weight must be an integer from 1 to the concurrency (${this.#concurrency})`)
+          }
+        }
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
+    if (signal !== undefined && signal.aborted) return Promise.reject(abortedError(signal))
+    let code
+    try {
+      code = this.#core.submit(weight, priority, timeout === undefined ? -1 : timeout)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const id = Math.floor(code / 2)
+    const promise = new Promise(taskExecutor)
+    const task = new Task(fn, signal, timeout)
+    taskResolve = taskReject = undefined
+    this.#tasks[id] = task
+    if (signal !== undefined) {
+      task.listener = () => this.#abort(id, task)
+      signal.addEventListener('abort', task.listener)
+    }
+    // The gate's reaction starts the task, in the caller's async context
+    // (AsyncLocalStorage), however late that is.
+    new Promise(gateExecutor).then(() => this.#begin(id, task))
+    task.open = gateResolve
+    gateResolve = gateReject = undefined
+    if (code % 2 === 1) {
+      this.#active++
+      task.open()
+      task.open = undefined
+    } else {
+      this.#pending++
+    }
+    if (timeout !== undefined) {
+      const at = performance.now() + timeout
+      if (at < this.#timerAt) this.#arm()
+    } else if (this.#rate !== undefined && this.#pending > 0 && this.#timer === undefined) {
+      this.#arm()
+    }
+    return promise
+  }
+
+  #begin(id, task) {
+    if (task.done) {
+      // Aborted or timed out after it was given its permits, before it ran.
+      this.#finish(id, task, false)
+      return
+    }
+    const controller = new AbortController()
+    task.controller = controller
+    let result
+    try {
+      result = task.fn(controller.signal)
+      if (isThenable(result)) {
+        Promise.resolve(result).then(
+          (value) => this.#settle(id, task, true, value),
+          (error) => this.#settle(id, task, false, error),
+        )
+        return
+      }
+    } catch (error) {
+      this.#settle(id, task, false, error)
+      return
+    }
+    this.#settle(id, task, true, result)
+  }
+
+  #settle(id, task, ok, value) {
+    if (!task.done) {
+      task.done = true
+      if (ok) task.resolve(value)
+      else task.reject(value)
+    }
+    this.#finish(id, task, ok)
+  }
+
+  #finish(id, task, ok) {
+    this.#forget(task)
+    this.#tasks[id] = undefined
+    this.#active--
+    const code = this.#core.finish(id, ok)
+    if (code >= 0) {
+      this.#start(Math.floor(code / 2))
+      if (code % 2 === 1) this.#startTaken()
+    }
+    if (this.#rate !== undefined && this.#pending > 0 && this.#timer === undefined) this.#arm()
+    if (this.#waiters.length > 0) this.#notify()
+  }
+
+  // Drops every reference the task holds, and its abort listener.
+  #forget(task) {
+    if (task.listener !== undefined) {
+      task.signal.removeEventListener('abort', task.listener)
+      task.listener = undefined
+    }
+    task.fn = undefined
+    task.signal = undefined
+    task.resolve = undefined
+    task.reject = undefined
+    task.open = undefined
+    task.controller = undefined
+  }
+
+  #start(id) {
+    const task = this.#tasks[id]
+    this.#pending--
+    this.#active++
+    const open = task.open
+    task.open = undefined
+    open()
+  }
+
+  #startTaken() {
+    for (const id of this.#core.takeStarted()) this.#start(id)
+  }
+
+  // The caller's signal fired.
+  #abort(id, task) {
+    if (task.done) return
+    const error = abortedError(task.signal)
+    const reason = task.signal.reason
+    this.#cancel(id, task, false, error, reason)
+  }
+
+  #cancel(id, task, timedOut, error, reason) {
+    const flags = this.#core.cancel(id, timedOut)
+    task.done = true
+    const reject = task.reject
+    if (flags & 1) {
+      // It was waiting: gone from the queue, its id is free.
+      this.#pending--
+      this.#tasks[id] = undefined
+      this.#forget(task)
+    } else {
+      // It was running: the caller stops waiting now, `fn` is told through
+      // its signal, and the permits come back when `fn` settles.
+      if (task.listener !== undefined) {
+        task.signal.removeEventListener('abort', task.listener)
+        task.listener = undefined
+      }
+      task.resolve = task.reject = undefined
+      task.controller?.abort(reason)
+    }
+    reject(error)
+    if (flags & 2) this.#startTaken()
+    if (this.#waiters.length > 0) this.#notify()
+  }
+
+  #arm() {
+    const wait = this.#core.nextWakeIn()
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+      this.#timerAt = Number.POSITIVE_INFINITY
+    }
+    if (wait < 0) return
+    // Timers fire up to a millisecond early; the extra millisecond makes the
+    // deadline due when it fires.
+    const delay = Math.ceil(wait) + 1
+    this.#timerAt = performance.now() + delay
+    this.#timer = setTimeout(this.#onTimer, delay)
+    this.#timer.unref()
+  }
+
+  #expire() {
+    this.#timer = undefined
+    this.#timerAt = Number.POSITIVE_INFINITY
+    const expired = this.#core.expire()
+    for (const code of expired) {
+      const id = Math.floor(code / 2)
+      const task = this.#tasks[id]
+      if (task === undefined || task.done) continue
+      const error = new BulkheadError(codes.TIMEOUT, `the task timed out after ${task.timeout} ms`)
+      // The core already took it out; tell the JS side the same way.
+      const wasWaiting = code % 2 === 1
+      task.done = true
+      const reject = task.reject
+      if (wasWaiting) {
+        this.#pending--
+        this.#tasks[id] = undefined
+        this.#forget(task)
+      } else {
+        if (task.listener !== undefined) {
+          task.signal.removeEventListener('abort', task.listener)
+          task.listener = undefined
+        }
+        task.resolve = task.reject = undefined
+        task.controller?.abort(error)
+      }
+      reject(error)
+    }
+    this.#startTaken()
+    this.#arm()
+    if (this.#waiters.length > 0) this.#notify()
+  }
+
+  /** Stops starting waiting tasks; running ones go on, new ones wait. */
+  pause() {
+    this.#paused = true
+    this.#core.pause()
+  }
+
+  /** Starts waiting tasks again. */
+  resume() {
+    this.#paused = false
+    if (this.#core.resume()) this.#startTaken()
+    if (this.#rate !== undefined && this.#pending > 0 && this.#timer === undefined) this.#arm()
+  }
+
+  /** Rejects every waiting task with ERR_ABORTED. Running tasks go on. */
+  clear() {
+    const ids = this.#core.clear()
+    for (const id of ids) {
+      const task = this.#tasks[id]
+      this.#tasks[id] = undefined
+      this.#pending--
+      task.done = true
+      const reject = task.reject
+      this.#forget(task)
+      reject(new BulkheadError(codes.ABORTED, 'the task was cleared from the queue'))
+    }
+    if (this.#waiters.length > 0) this.#notify()
+  }
+
+  /**
+   * Refuses new tasks (ERR_CLOSED) and clears the queue; running tasks
+   * finish. Resolves when they have.
+   */
+  close() {
+    this.#closed = true
+    this.clear()
+    return this.onIdle()
+  }
+
+  /** Resolves when nothing runs and nothing waits. */
+  onIdle() {
+    return this.#when(IDLE, 0)
+  }
+
+  /** Resolves when nothing waits. */
+  onEmpty() {
+    return this.#when(EMPTY, 0)
+  }
+
+  /** Resolves when fewer than `limit` tasks wait. */
+  onSizeLessThan(limit) {
+    if (typeof limit !== 'number' || Number.isNaN(limit)) {
+      return Promise.reject(invalid('limit must be a number'))
+    }
+    return this.#when(SIZE_LESS_THAN, limit)
+  }
+
+  #ready(kind, limit) {
+    if (kind === IDLE) return this.#active === 0 && this.#pending === 0
+    if (kind === EMPTY) return this.#pending === 0
+    return this.#pending < limit
+  }
+
+  #when(kind, limit) {
+    if (this.#ready(kind, limit)) return Promise.resolve()
+    return new Promise((resolve) => this.#waiters.push({ kind, limit, resolve }))
+  }
+
+  #notify() {
+    const waiters = this.#waiters
+    let kept = 0
+    for (let i = 0; i < waiters.length; i++) {
+      const waiter = waiters[i]
+      if (this.#ready(waiter.kind, waiter.limit)) waiter.resolve()
+      else waiters[kept++] = waiter
+    }
+    waiters.length = kept
+  }
+
+  /** Counters and wait/run percentiles (milliseconds). */
+  stats() {
+    return this.#core.stats()
+  }
+
+  /** Task slots the native core holds (live or free): for leak tests. */
+  get nativeSlots() {
+    return this.#core.slots
+  }
+
+  /**
+   * Maps `source` (array, iterable or async iterable) through `fn(item,
+   * index, signal)` with at most `concurrency` in flight, pulling the
+   * source lazily. Resolves to the results in input order; with `settle`,
+   * to `{ status, value | reason }` outcomes.
+   */
+  async map(source, fn, options = {}) {
+    const { iterator, concurrency, settle, signal, controller } = this.#prepareMap(source, fn, options)
+    const results = []
+    let inflight = 0
+    let failure
+    let failed = false
+    let wake
+    const woken = () => {
+      const resolve = wake
+      wake = undefined
+      if (resolve !== undefined) resolve()
+    }
+    const onAbort = () => {
+      if (!failed) {
+        failed = true
+        failure = abortedError(signal)
+      }
+      controller.abort(signal.reason)
+      woken()
+    }
+    signal?.addEventListener('abort', onAbort)
+    let index = 0
+    try {
+      if (signal?.aborted) onAbort()
+      for (;;) {
+        if (failed) break
+        if (inflight >= concurrency) {
+          await new Promise((resolve) => (wake = resolve))
+          continue
+        }
+        const next = await iterator.next()
+        if (next.done || failed) break
+        const i = index++
+        const item = next.value
+        results.push(undefined)
+        inflight++
+        this.run((taskSignal) => fn(item, i, taskSignal), { signal: controller.signal }).then(
+          (value) => {
+            results[i] = settle ? { status: 'fulfilled', value } : value
+            inflight--
+            woken()
+          },
+          (reason) => {
+            inflight--
+            if (settle && !(reason?.code === codes.ABORTED && controller.signal.aborted)) {
+              results[i] = { status: 'rejected', reason }
+            } else if (!failed) {
+              failed = true
+              failure = reason
+              controller.abort(reason)
+            }
+            woken()
+          },
+        )
+      }
+      if (failed) throw failure
+      while (inflight > 0) {
+        await new Promise((resolve) => (wake = resolve))
+        if (failed) throw failure
+      }
+      return results
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      if (failed) await closeIterator(iterator)
+    }
+  }
+
+  /**
+   * Like `map`, as an async iterable of results in input order, with at
+   * most `concurrency` items in flight or finished but unread.
+   */
+  async *mapIterable(source, fn, options = {}) {
+    const { iterator, concurrency, settle, signal, controller } = this.#prepareMap(source, fn, options)
+    const window = []
+    let index = 0
+    let exhausted = false
+    try {
+      for (;;) {
+        while (!exhausted && window.length < concurrency) {
+          if (signal?.aborted) throw abortedError(signal)
+          const next = await iterator.next()
+          if (next.done) {
+            exhausted = true
+            break
+          }
+          const i = index++
+          const item = next.value
+          const promise = this.run((taskSignal) => fn(item, i, taskSignal), { signal: controller.signal })
+          promise.catch(() => {})
+          window.push(promise)
+        }
+        if (window.length === 0) return
+        const promise = window.shift()
+        if (settle) {
+          try {
+            yield { status: 'fulfilled', value: await promise }
+          } catch (reason) {
+            if (signal?.aborted) throw abortedError(signal)
+            yield { status: 'rejected', reason }
+          }
+        } else {
+          yield await promise
+        }
+      }
+    } finally {
+      controller.abort(new BulkheadError(codes.ABORTED, 'mapIterable was closed'))
+      if (!exhausted) await closeIterator(iterator)
+    }
+  }
+
+  #prepareMap(source, fn, options) {
+    if (typeof fn !== 'function') throw invalid('fn must be a function')
+    if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    const { settle = false, signal } = options
+    let { concurrency } = options
+    if (concurrency === undefined) {
+      concurrency = Number.isFinite(this.#concurrency) ? this.#concurrency : 16
+    } else if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
+      throw invalid('options.concurrency must be an integer from 1 and up')
+    }
+    if (typeof settle !== 'boolean') throw invalid('options.settle must be a boolean')
+    if (signal !== undefined) checkSignal(signal, 'options.signal')
+    let iterator
+    if (source != null && typeof source[Symbol.asyncIterator] === 'function') {
+      iterator = source[Symbol.asyncIterator]()
+    } else if (source != null && typeof source[Symbol.iterator] === 'function') {
+      iterator = source[Symbol.iterator]()
+    } else {
+      throw invalid('source must be an iterable or an async iterable')
+    }
+    const controller = new AbortController()
+    if (signal !== undefined) {
+      const follow = () => controller.abort(signal.reason)
+      if (signal.aborted) follow()
+      else {
+        signal.addEventListener('abort', follow, { once: true })
+        controller.signal.addEventListener('abort', () => signal.removeEventListener('abort', follow), { once: true })
+      }
+    }
+    return { iterator, concurrency, settle, signal, controller }
+  }
+}
+
+async function closeIterator(iterator) {
+  if (typeof iterator.return === 'function') {
+    try {
+      await iterator.return()
+    } catch {
+      // The source's own cleanup failed; the map already has its outcome.
+    }
+  }
+}
+
+module.exports = { pLimit, limitFunction, Limiter }
 // `require('bulkhead/p-limit').default` is `pLimit`, for code compiled from
 // `import pLimit from 'bulkhead/p-limit'` to CommonJS. Not enumerable, so the
 // `bulkhead` entry point, which spreads this object, does not export it.

@@ -4,3 +4,4 @@ import cjs from './p-limit.js'
 export const pLimit = cjs.pLimit
 export const limitFunction = cjs.limitFunction
 export default cjs.pLimit
+export const Limiter = cjs.Limiter
