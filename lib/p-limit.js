@@ -270,14 +270,15 @@ function taskExecutor(resolve, reject) {
 
 /** One task's JS side: its closure, its caller's promise and its signals. */
 class Task {
-  constructor(fn, signal, timeout) {
+  constructor(id, fn, signal, timeout) {
+    this.id = id
     this.fn = fn
     this.signal = signal
     this.timeout = timeout
     this.resolve = taskResolve
     this.reject = taskReject
     this.open = undefined
-    this.listener = undefined
+    this.watched = false
     this.controller = undefined
     this.done = false
   }
@@ -298,6 +299,7 @@ class Limiter {
   #timer = undefined
   #timerAt = Number.POSITIVE_INFINITY
   #waiters = []
+  #signals = new Map()
   #closed = false
   #onTimer = () => this.#expire()
 
@@ -410,13 +412,10 @@ class Limiter {
     }
     const id = Math.floor(code / 2)
     const promise = new Promise(taskExecutor)
-    const task = new Task(fn, signal, timeout)
+    const task = new Task(id, fn, signal, timeout)
     taskResolve = taskReject = undefined
     this.#tasks[id] = task
-    if (signal !== undefined) {
-      task.listener = () => this.#abort(id, task)
-      signal.addEventListener('abort', task.listener)
-    }
+    if (signal !== undefined) this.#watch(task)
     // The gate's reaction starts the task, in the caller's async context
     // (AsyncLocalStorage), however late that is.
     new Promise(gateExecutor).then(() => this.#begin(id, task))
@@ -444,11 +443,22 @@ class Limiter {
       this.#finish(id, task, false)
       return
     }
-    const controller = new AbortController()
-    task.controller = controller
+    // The task's own signal. Node's AbortController costs microseconds, so
+    // it is made only when it can matter: not for a function that declares
+    // no parameter (`fn.length === 0`), and not when the caller's signal
+    // alone can abort the task (no timeout): then fn gets that signal.
+    let signal
+    if (task.fn.length > 0) {
+      if (task.timeout === undefined && task.signal !== undefined) {
+        signal = task.signal
+      } else {
+        task.controller = new AbortController()
+        signal = task.controller.signal
+      }
+    }
     let result
     try {
-      result = task.fn(controller.signal)
+      result = signal === undefined ? task.fn() : task.fn(signal)
       if (isThenable(result)) {
         Promise.resolve(result).then(
           (value) => this.#settle(id, task, true, value),
@@ -485,12 +495,46 @@ class Limiter {
     if (this.#waiters.length > 0) this.#notify()
   }
 
+  // One abort listener per signal, however many of this limiter's tasks
+  // share it (a request's signal on all its tasks): adding and removing a
+  // listener per task would cost O(listeners) each on a busy signal.
+  #watch(task) {
+    const signal = task.signal
+    let entry = this.#signals.get(signal)
+    if (entry === undefined) {
+      entry = { tasks: new Set(), listener: undefined }
+      entry.listener = () => this.#signalAborted(signal, entry)
+      signal.addEventListener('abort', entry.listener)
+      this.#signals.set(signal, entry)
+    }
+    entry.tasks.add(task)
+    task.watched = true
+  }
+
+  #unwatch(task) {
+    if (!task.watched) return
+    task.watched = false
+    const signal = task.signal
+    const entry = this.#signals.get(signal)
+    entry.tasks.delete(task)
+    if (entry.tasks.size === 0) {
+      signal.removeEventListener('abort', entry.listener)
+      this.#signals.delete(signal)
+    }
+  }
+
+  #signalAborted(signal, entry) {
+    signal.removeEventListener('abort', entry.listener)
+    this.#signals.delete(signal)
+    for (const task of entry.tasks) {
+      task.watched = false
+      this.#abort(task.id, task)
+    }
+  }
+
   // Drops every reference the task holds, and its abort listener.
   #forget(task) {
-    if (task.listener !== undefined) {
-      task.signal.removeEventListener('abort', task.listener)
-      task.listener = undefined
-    }
+    this.#unwatch(task)
     task.fn = undefined
     task.signal = undefined
     task.resolve = undefined
@@ -532,10 +576,7 @@ class Limiter {
     } else {
       // It was running: the caller stops waiting now, `fn` is told through
       // its signal, and the permits come back when `fn` settles.
-      if (task.listener !== undefined) {
-        task.signal.removeEventListener('abort', task.listener)
-        task.listener = undefined
-      }
+      this.#unwatch(task)
       task.resolve = task.reject = undefined
       task.controller?.abort(reason)
     }
@@ -578,10 +619,7 @@ class Limiter {
         this.#tasks[id] = undefined
         this.#forget(task)
       } else {
-        if (task.listener !== undefined) {
-          task.signal.removeEventListener('abort', task.listener)
-          task.listener = undefined
-        }
+        this.#unwatch(task)
         task.resolve = task.reject = undefined
         task.controller?.abort(error)
       }
