@@ -229,6 +229,10 @@ function limitFunction(fn, options) {
 const native = require('./native.js')
 const { BulkheadError, codes } = require('./errors.js')
 
+// The two per-task calls, hand-registered Node-API functions (see
+// src/js/limiter.rs); everything else goes through the NativeLimiter class.
+const { limiterSubmit, limiterFinish } = native.limiterRawFunctions()
+
 function invalid(message) {
   return new BulkheadError(codes.INVALID_ARG, message)
 }
@@ -290,6 +294,7 @@ const SIZE_LESS_THAN = 2
 
 class Limiter {
   #core
+  #handle
   #tasks = []
   #active = 0
   #pending = 0
@@ -302,6 +307,8 @@ class Limiter {
   #signals = new Map()
   #closed = false
   #onTimer = () => this.#expire()
+  // The reaction of every gate; the gate is opened with its task.
+  #beginTask = (task) => this.#begin(task.id, task)
 
   /**
    * @param {{ concurrency?: number, maxPending?: number, timeout?: number,
@@ -334,6 +341,7 @@ class Limiter {
     this.#concurrency = effectiveConcurrency
     this.#timeout = timeout
     this.#core = new native.NativeLimiter(effectiveConcurrency, maxPending, limit, interval)
+    this.#handle = this.#core.handle
   }
 
   /** Tasks running now. */
@@ -406,7 +414,7 @@ class Limiter {
     if (signal !== undefined && signal.aborted) return Promise.reject(abortedError(signal))
     let code
     try {
-      code = this.#core.submit(weight, priority, timeout === undefined ? -1 : timeout)
+      code = limiterSubmit(this.#handle, weight, priority, timeout === undefined ? -1 : timeout)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -416,17 +424,17 @@ class Limiter {
     taskResolve = taskReject = undefined
     this.#tasks[id] = task
     if (signal !== undefined) this.#watch(task)
-    // The gate's reaction starts the task, in the caller's async context
-    // (AsyncLocalStorage), however late that is.
-    new Promise(gateExecutor).then(() => this.#begin(id, task))
-    task.open = gateResolve
-    gateResolve = gateReject = undefined
+    // A promise reaction starts the task, so it runs in the caller's async
+    // context (AsyncLocalStorage) however late that is: at once for a task
+    // that got its permits, when its gate opens for one that waits.
     if (code % 2 === 1) {
       this.#active++
-      task.open()
-      task.open = undefined
+      RESOLVED.then(() => this.#begin(id, task))
     } else {
       this.#pending++
+      new Promise(gateExecutor).then(this.#beginTask)
+      task.open = gateResolve
+      gateResolve = gateReject = undefined
     }
     if (timeout !== undefined) {
       const at = performance.now() + timeout
@@ -486,7 +494,7 @@ class Limiter {
     this.#forget(task)
     this.#tasks[id] = undefined
     this.#active--
-    const code = this.#core.finish(id, ok)
+    const code = limiterFinish(this.#handle, id, ok)
     if (code >= 0) {
       this.#start(Math.floor(code / 2))
       if (code % 2 === 1) this.#startTaken()
@@ -549,7 +557,7 @@ class Limiter {
     this.#active++
     const open = task.open
     task.open = undefined
-    open()
+    open(task)
   }
 
   #startTaken() {

@@ -1,12 +1,25 @@
 //! napi glue of `Limiter`: a thin handle on [`crate::limiter::LimiterCore`].
 //!
 //! The JS layer (`lib/p-limit.js`) keeps the closures and promises; this
-//! class only moves ids and numbers. Per task it is called twice, `submit`
-//! and `finish`, and both return a number, never a fresh JS array, on the
+//! module only moves ids and numbers. Per task it is called twice, submit
+//! and finish, and both return a number, never a fresh JS array, on the
 //! common path: an id is encoded as `id * 2 + flag`, and the rarer case of
 //! several started tasks is fetched with `takeStarted()`. Time is read here
 //! from a monotonic clock, so JS passes none.
+//!
+//! The cores live in a per-thread table indexed by a small handle, so the
+//! two per-task calls can be hand-registered Node-API functions
+//! (`limiterSubmit`, `limiterFinish`, from `limiterRawFunctions()`) that skip napi-rs's `this` unwrapping;
+//! `bench/p-limit.bench.mjs` measures both paths. Everything else goes
+//! through the `NativeLimiter` class, which owns its table entry and frees
+//! it when collected.
 
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+use napi::bindgen_prelude::{Env, Object};
+use napi::{sys, JsValue};
 use napi_derive::napi;
 
 use crate::clock::{Clock, MonotonicClock};
@@ -58,11 +71,47 @@ pub struct NativeLimiterStats {
   pub run_p99: f64,
 }
 
+struct Entry {
+  core: LimiterCore,
+  clock: MonotonicClock,
+}
+
+thread_local! {
+  // Cores of this thread's limiters; a handle is an index. Each JS thread
+  // (main or worker) has its own table, as each has its own limiters.
+  static CORES: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_entry<R>(handle: u32, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+  CORES
+    .try_with(|cores| {
+      let mut cores = cores.borrow_mut();
+      cores.get_mut(handle as usize)?.as_mut().map(f)
+    })
+    .ok()
+    .flatten()
+}
+
+fn closed() -> Error {
+  Error::closed("the limiter's native core is gone")
+}
+
 /// The permit/queue state machine of one `Limiter` (internal; use `Limiter`).
 #[napi]
 pub struct NativeLimiter {
-  core: LimiterCore,
-  clock: MonotonicClock,
+  handle: u32,
+}
+
+impl Drop for NativeLimiter {
+  fn drop(&mut self) {
+    let handle = self.handle as usize;
+    // `try_with`: at thread exit the table may be gone already.
+    let _ = CORES.try_with(|cores| {
+      if let Some(slot) = cores.borrow_mut().get_mut(handle) {
+        *slot = None;
+      }
+    });
+  }
 }
 
 #[napi]
@@ -85,10 +134,29 @@ impl NativeLimiter {
       max_pending: limit_from_f64(max_pending, "maxPending")?,
       rate,
     })?;
-    Ok(Self {
+    let entry = Entry {
       core,
       clock: MonotonicClock::new(),
+    };
+    let handle = CORES.with(|cores| {
+      let mut cores = cores.borrow_mut();
+      if let Some(free) = cores.iter().position(Option::is_none) {
+        cores[free] = Some(entry);
+        free
+      } else {
+        cores.push(Some(entry));
+        cores.len() - 1
+      }
+    });
+    Ok(Self {
+      handle: handle as u32,
     })
+  }
+
+  /// The handle the raw functions `limiterSubmit` / `limiterFinish` take.
+  #[napi(getter)]
+  pub fn handle(&self) -> u32 {
+    self.handle
   }
 
   /// Submits a task; returns `id * 2 + 1` if it started, `id * 2` if it waits.
@@ -105,18 +173,19 @@ impl NativeLimiter {
       priority,
       timeout_ms: (timeout >= 0.0).then_some(timeout),
     };
-    let now = self.clock.now_ms();
-    let submitted = self.core.submit(options, now)?;
-    Ok(f64::from(submitted.id) * 2.0 + f64::from(u8::from(submitted.started)))
+    let submitted = with_entry(self.handle, |e| {
+      let now = e.clock.now_ms();
+      e.core.submit(options, now)
+    })
+    .ok_or_else(closed)??;
+    Ok(encode(submitted.id, submitted.started))
   }
 
   /// The function of running task `id` settled. Returns -1 if no task
   /// started, else `first * 2 + more` (call `takeStarted()` when `more`).
   #[napi]
   pub fn finish(&mut self, id: u32, ok: bool) -> f64 {
-    let now = self.clock.now_ms();
-    self.core.finish(id, ok, now);
-    self.first_started()
+    with_entry(self.handle, |e| finish(e, id, ok)).unwrap_or(-1.0)
   }
 
   /// Aborts (`timedOut` false) or times out task `id`. Returns a bit set:
@@ -128,73 +197,86 @@ impl NativeLimiter {
     } else {
       Cancel::Aborted
     };
-    let now = self.clock.now_ms();
-    let was_waiting = self.core.cancel(id, why, now);
-    u32::from(was_waiting) | (u32::from(self.core.has_started()) << 1)
+    with_entry(self.handle, |e| {
+      let now = e.clock.now_ms();
+      let was_waiting = e.core.cancel(id, why, now);
+      u32::from(was_waiting) | (u32::from(e.core.has_started()) << 1)
+    })
+    .unwrap_or(0)
   }
 
   /// Times out due tasks and starts what the rate allows; returns the
   /// expired tasks as `id * 2 + wasWaiting`. Then call `takeStarted()`.
   #[napi]
   pub fn expire(&mut self) -> Vec<u32> {
-    let now = self.clock.now_ms();
-    let expired = self.core.expire(now);
-    self.core.poll(now);
-    expired
-      .into_iter()
-      .map(|e| e.id * 2 + u32::from(e.was_waiting))
-      .collect()
+    with_entry(self.handle, |e| {
+      let now = e.clock.now_ms();
+      let expired = e.core.expire(now);
+      e.core.poll(now);
+      expired
+        .into_iter()
+        .map(|x| x.id * 2 + u32::from(x.was_waiting))
+        .collect()
+    })
+    .unwrap_or_default()
   }
 
   /// Milliseconds until `expire()` should run again, or -1 for never.
   #[napi]
   pub fn next_wake_in(&self) -> f64 {
-    match self.core.next_wake() {
-      Some(at) => (at - self.clock.now_ms()).max(0.0),
+    with_entry(self.handle, |e| match e.core.next_wake() {
+      Some(at) => (at - e.clock.now_ms()).max(0.0),
       None => -1.0,
-    }
+    })
+    .unwrap_or(-1.0)
   }
 
   /// The ids started since the last call, in start order.
   #[napi]
   pub fn take_started(&mut self) -> Vec<u32> {
-    self.core.take_started()
+    with_entry(self.handle, |e| e.core.take_started()).unwrap_or_default()
   }
 
   /// Changes the permits; returns whether tasks started.
   #[napi]
   pub fn set_concurrency(&mut self, concurrency: f64) -> napi::Result<bool, ErrorCode> {
-    let now = self.clock.now_ms();
-    self
-      .core
-      .set_concurrency(limit_from_f64(concurrency, "concurrency")?, now)?;
-    Ok(self.core.has_started())
+    let concurrency = limit_from_f64(concurrency, "concurrency")?;
+    with_entry(self.handle, |e| {
+      let now = e.clock.now_ms();
+      e.core.set_concurrency(concurrency, now)?;
+      Ok::<_, Error>(e.core.has_started())
+    })
+    .ok_or_else(closed)?
+    .map_err(Into::into)
   }
 
   /// Stops starting waiting tasks.
   #[napi]
   pub fn pause(&mut self) {
-    self.core.pause();
+    with_entry(self.handle, |e| e.core.pause());
   }
 
   /// Starts waiting tasks again; returns whether tasks started.
   #[napi]
   pub fn resume(&mut self) -> bool {
-    let now = self.clock.now_ms();
-    self.core.resume(now);
-    self.core.has_started()
+    with_entry(self.handle, |e| {
+      let now = e.clock.now_ms();
+      e.core.resume(now);
+      e.core.has_started()
+    })
+    .unwrap_or(false)
   }
 
   /// Removes every waiting task; returns their ids.
   #[napi]
   pub fn clear(&mut self) -> Vec<u32> {
-    self.core.clear()
+    with_entry(self.handle, |e| e.core.clear()).unwrap_or_default()
   }
 
   /// Counters and percentiles.
   #[napi]
   pub fn stats(&self) -> NativeLimiterStats {
-    let s = self.core.stats();
+    let s = with_entry(self.handle, |e| e.core.stats()).unwrap_or_default();
     NativeLimiterStats {
       active: s.active as f64,
       pending: s.pending as f64,
@@ -216,13 +298,183 @@ impl NativeLimiter {
   /// Task slots allocated in the core (live or free), for leak tests.
   #[napi(getter)]
   pub fn slots(&self) -> u32 {
-    self.core.slots() as u32
+    with_entry(self.handle, |e| e.core.slots() as u32).unwrap_or(0)
   }
+}
 
-  fn first_started(&mut self) -> f64 {
-    match self.core.take_first_started() {
-      None => -1.0,
-      Some((id, more)) => f64::from(id) * 2.0 + f64::from(u8::from(more)),
+fn encode(id: u32, flag: bool) -> f64 {
+  f64::from(id) * 2.0 + f64::from(u8::from(flag))
+}
+
+/// Finishes `id`; returns -1 if no task started, else `first * 2 + more`.
+fn finish(e: &mut Entry, id: u32, ok: bool) -> f64 {
+  let now = e.clock.now_ms();
+  e.core.finish(id, ok, now);
+  match e.core.take_first_started() {
+    None => -1.0,
+    Some((first, more)) => encode(first, more),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hand-registered Node-API functions for the two per-task calls.
+//
+// Safety argument, for both callbacks: Node calls them on the JS thread of
+// `env` with a valid `info` for the current call; values they create live in
+// the handle scope Node opened for the call and are not kept. Arguments are
+// read with `napi_get_cb_info` into fixed arrays of the declared length (Node
+// fills missing ones with `undefined`) and every status is checked: on a
+// failure the callback throws and returns null, which Node turns into the
+// pending exception. They call no JS, so the `RefCell` borrow of the
+// thread's core table cannot be re-entered.
+// ---------------------------------------------------------------------------
+
+unsafe fn throw(env: sys::napi_env, code: &CStr, message: &str) -> sys::napi_value {
+  let message = CString::new(message).unwrap_or_else(|_| c"error".to_owned());
+  sys::napi_throw_error(env, code.as_ptr(), message.as_ptr());
+  ptr::null_mut()
+}
+
+unsafe fn read_args<const N: usize>(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> Option<[sys::napi_value; N]> {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  let status = sys::napi_get_cb_info(
+    env,
+    info,
+    &mut argc,
+    argv.as_mut_ptr(),
+    ptr::null_mut(),
+    ptr::null_mut(),
+  );
+  (status == sys::Status::napi_ok).then_some(argv)
+}
+
+unsafe fn get_u32(env: sys::napi_env, value: sys::napi_value) -> Option<u32> {
+  let mut out = 0u32;
+  (sys::napi_get_value_uint32(env, value, &mut out) == sys::Status::napi_ok).then_some(out)
+}
+
+unsafe fn get_i32(env: sys::napi_env, value: sys::napi_value) -> Option<i32> {
+  let mut out = 0i32;
+  (sys::napi_get_value_int32(env, value, &mut out) == sys::Status::napi_ok).then_some(out)
+}
+
+unsafe fn get_f64(env: sys::napi_env, value: sys::napi_value) -> Option<f64> {
+  let mut out = 0f64;
+  (sys::napi_get_value_double(env, value, &mut out) == sys::Status::napi_ok).then_some(out)
+}
+
+unsafe fn double(env: sys::napi_env, value: f64) -> sys::napi_value {
+  let mut result = ptr::null_mut();
+  sys::napi_create_double(env, value, &mut result);
+  result
+}
+
+const ERR_INVALID_ARG: &CStr = c"ERR_INVALID_ARG";
+const ERR_CLOSED: &CStr = c"ERR_CLOSED";
+
+/// `limiterSubmit(handle, weight, priority, timeout)`: as `NativeLimiter.submit`.
+unsafe extern "C" fn raw_submit(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let Some([h, w, p, t]) = read_args::<4>(env, info) else {
+    return throw(env, ERR_INVALID_ARG, "limiterSubmit: cannot read arguments");
+  };
+  let (Some(handle), Some(weight), Some(priority), Some(timeout)) = (
+    get_u32(env, h),
+    get_u32(env, w),
+    get_i32(env, p),
+    get_f64(env, t),
+  ) else {
+    return throw(
+      env,
+      ERR_INVALID_ARG,
+      "limiterSubmit: arguments must be numbers",
+    );
+  };
+  let options = TaskOptions {
+    weight: u64::from(weight),
+    priority,
+    timeout_ms: (timeout >= 0.0).then_some(timeout),
+  };
+  let outcome = with_entry(handle, |e| {
+    let now = e.clock.now_ms();
+    e.core.submit(options, now)
+  });
+  match outcome {
+    Some(Ok(submitted)) => double(env, encode(submitted.id, submitted.started)),
+    Some(Err(err)) => {
+      let code = CString::new(err.code.as_str()).expect("codes have no NUL");
+      throw(env, &code, &err.message)
+    }
+    None => throw(env, ERR_CLOSED, "the limiter's native core is gone"),
+  }
+}
+
+/// `limiterFinish(handle, id, ok)`: as `NativeLimiter.finish`.
+unsafe extern "C" fn raw_finish(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
+  let Some([h, i, o]) = read_args::<3>(env, info) else {
+    return throw(env, ERR_INVALID_ARG, "limiterFinish: cannot read arguments");
+  };
+  let mut ok = false;
+  let (Some(handle), Some(id)) = (get_u32(env, h), get_u32(env, i)) else {
+    return throw(
+      env,
+      ERR_INVALID_ARG,
+      "limiterFinish: handle and id must be numbers",
+    );
+  };
+  if sys::napi_get_value_bool(env, o, &mut ok) != sys::Status::napi_ok {
+    return throw(env, ERR_INVALID_ARG, "limiterFinish: ok must be a boolean");
+  }
+  double(
+    env,
+    with_entry(handle, |e| finish(e, id, ok)).unwrap_or(-1.0),
+  )
+}
+
+type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [
+  (c"limiterSubmit", raw_submit),
+  (c"limiterFinish", raw_finish),
+];
+
+/// Returns `{ limiterSubmit, limiterFinish }`, the hand-registered per-task
+/// functions (made here rather than in a `#[napi(module_exports)]` hook:
+/// napi-rs keeps only one such hook per addon, and boundary.rs has it).
+#[napi]
+pub fn limiter_raw_functions(env: &Env) -> napi::Result<Object<'_>> {
+  let functions = Object::new(env)?;
+  for (name, callback) in RAW_FUNCTIONS {
+    // SAFETY: `env` is the live environment of this call and `functions` an
+    // object created in its handle scope; `name` is NUL-terminated and 'static.
+    unsafe {
+      let mut function = ptr::null_mut();
+      let status = sys::napi_create_function(
+        env.raw(),
+        name.as_ptr(),
+        name.to_bytes().len() as isize,
+        Some(callback),
+        ptr::null_mut(),
+        &mut function,
+      );
+      if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("napi_create_function failed"));
+      }
+      let status =
+        sys::napi_set_named_property(env.raw(), functions.raw(), name.as_ptr(), function);
+      if status != sys::Status::napi_ok {
+        return Err(napi::Error::from_reason("napi_set_named_property failed"));
+      }
     }
   }
+  Ok(functions)
 }
