@@ -2,17 +2,63 @@
 // devDependency) and against bulkhead's drop-in; every check must pass for
 // both, so a check that only bulkhead passes is a bug in the check or a break
 // of drop-in compatibility.
-import { test, describe } from 'node:test'
+//
+// A third subject runs the checks that concern scheduling (counts, order,
+// microtask timing, async context, concurrency changes) through a p-limit
+// shaped wrapper over `Limiter`, whose state machine is the Rust core: the
+// JS fast path of pLimit and the Rust core must agree. It skips what Limiter
+// does differently on purpose (its errors are ERR_* codes, and clear()
+// rejects instead of leaving promises pending).
+import { test as baseTest, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setImmediate as tick } from 'node:timers/promises'
 
 import peerPLimit, { limitFunction as peerLimitFunction } from 'p-limit'
-import bulkheadPLimit, { limitFunction as bulkheadLimitFunction } from 'bulkhead/p-limit'
+import bulkheadPLimit, { limitFunction as bulkheadLimitFunction, Limiter } from 'bulkhead/p-limit'
+
+function limiterAsPLimit(options) {
+  const concurrency = typeof options === 'object' ? options.concurrency : options
+  const limiter = new Limiter({ concurrency })
+  const limit = (fn, ...args) => limiter.run(() => fn(...args))
+  Object.defineProperties(limit, {
+    activeCount: { get: () => limiter.activeCount },
+    pendingCount: { get: () => limiter.pendingCount },
+    concurrency: {
+      get: () => limiter.concurrency,
+      set: (value) => {
+        limiter.concurrency = value
+      },
+    },
+    clearQueue: { value: () => limiter.clear() },
+    map: {
+      async value(iterable, mapper) {
+        const promises = []
+        try {
+          for (const item of iterable) promises.push(limit(mapper, item, promises.length))
+        } catch (error) {
+          for (const promise of promises) promise.catch(() => {})
+          throw error
+        }
+        return Promise.all(promises)
+      },
+    },
+  })
+  return limit
+}
+
+const LIMITER_SKIPS = new Set([
+  'clearQueue() drops pending tasks, which never settle, and lets running ones finish',
+  'with rejectOnClear, clearQueue() rejects pending tasks with an AbortError',
+  'throws the same TypeError for a bad concurrency, in the factory and the setter',
+  'limitFunction() limits a function and exposes clearQueue',
+  'limitFunction() with rejectOnClear rejects pending calls on clearQueue()',
+])
 
 const subjects = [
-  { name: 'p-limit', pLimit: peerPLimit, limitFunction: peerLimitFunction },
-  { name: 'bulkhead', pLimit: bulkheadPLimit, limitFunction: bulkheadLimitFunction },
+  { name: 'p-limit', pLimit: peerPLimit, limitFunction: peerLimitFunction, skips: new Set() },
+  { name: 'bulkhead', pLimit: bulkheadPLimit, limitFunction: bulkheadLimitFunction, skips: new Set() },
+  { name: 'Limiter (Rust core) as p-limit', pLimit: limiterAsPLimit, limitFunction: undefined, skips: LIMITER_SKIPS },
 ]
 
 function deferred() {
@@ -28,7 +74,8 @@ function deferred() {
 // work the limiter scheduled to run.
 const settle = () => tick()
 
-for (const { name, pLimit, limitFunction } of subjects) {
+for (const { name, pLimit, limitFunction, skips } of subjects) {
+  const test = (title, fn) => baseTest(title, { skip: skips.has(title) && 'differs on purpose' }, fn)
   describe(`${name} behaves as p-limit 7`, () => {
     test('never runs more than `concurrency` tasks and returns every result in order', async () => {
       for (const concurrency of [1, 3, 10]) {

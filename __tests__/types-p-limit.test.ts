@@ -24,3 +24,25 @@ const limited = limitFunction(async (x: number) => x * 2, { concurrency: 1 })
 const doubled: Promise<number> = limited(2)
 limited.clearQueue()
 void [n, s, counts, mapped, doubled]
+
+import { Limiter, type LimiterStats, type RunOptions } from 'bulkhead/p-limit'
+
+const limiter = new Limiter({ concurrency: 4, maxPending: 100, timeout: 1000, rate: { limit: 10, interval: 1000 } })
+const runOptions: RunOptions = { signal: AbortSignal.timeout(10), timeout: 5, priority: 1, weight: 2 }
+const ran: Promise<number> = limiter.run(async (signal: AbortSignal) => (signal.aborted ? 0 : 1), runOptions)
+const stats: LimiterStats = limiter.stats()
+const p99: number = stats.waitP99 + stats.runP99
+const all: Promise<string[]> = limiter.map([1, 2], async (item, index, signal) => `${item}${index}${signal.aborted}`)
+const settled: Promise<PromiseSettledResult<number>[]> = limiter.map(new Set([1]), (x) => x, { settle: true })
+async function consume(): Promise<void> {
+  for await (const value of limiter.mapIterable([1, 2, 3], async (x: number) => x * 2, { concurrency: 2 })) {
+    const n: number = value
+    void n
+  }
+}
+// @ts-expect-error: name is not supported yet
+new Limiter({ concurrency: 1, name: 'shared' })
+limiter.concurrency = 8
+limiter.pause()
+limiter.resume()
+void [ran, p99, all, settled, consume, limiter.onIdle(), limiter.onEmpty(), limiter.onSizeLessThan(3), limiter.close()]
