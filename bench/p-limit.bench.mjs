@@ -86,6 +86,12 @@ async function pendingHeap(label, submit, { pending }) {
   return { label, bytesPerTask: (after - before) / pending }
 }
 
+const ignore = () => {}
+function settleAll(limiter, promises) {
+  for (const promise of promises) promise.catch(ignore)
+  limiter.clear()
+}
+
 const PENDING = quick ? 100_000 : 1_000_000
 const heapRows = []
 if (typeof globalThis.gc === 'function') {
@@ -111,8 +117,9 @@ if (typeof globalThis.gc === 'function') {
       (fn, n) => {
         const limiter = new Limiter({ concurrency: 1 })
         const promises = new Array(n)
-        for (let i = 0; i < n; i++) promises[i] = limiter.run(fn).catch(() => {})
-        return { cleanup: () => limiter.clear(), promises }
+        for (let i = 0; i < n; i++) promises[i] = limiter.run(fn)
+        // The catch handlers are attached after the heap was measured.
+        return { cleanup: () => settleAll(limiter, promises), promises }
       },
     ],
     [
@@ -121,8 +128,8 @@ if (typeof globalThis.gc === 'function') {
         const limiter = new Limiter({ concurrency: 1 })
         const options = { timeout: 600_000, signal: new AbortController().signal }
         const promises = new Array(n)
-        for (let i = 0; i < n; i++) promises[i] = limiter.run(fn, options).catch(() => {})
-        return { cleanup: () => limiter.clear(), promises }
+        for (let i = 0; i < n; i++) promises[i] = limiter.run(fn, options)
+        return { cleanup: () => settleAll(limiter, promises), promises }
       },
     ],
   ]

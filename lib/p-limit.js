@@ -272,16 +272,24 @@ function taskExecutor(resolve, reject) {
   taskReject = reject
 }
 
-/** One task's JS side: its closure, its caller's promise and its signals. */
+/**
+ * One task's JS side. The caller's promise is the derived promise of the
+ * reaction that starts the task (no executor promise per task): while the
+ * task waits, `close` (its gate's reject) rejects it; once it runs, a task
+ * that can be cancelled (signal or timeout) hands the caller a promise whose
+ * `resolve`/`reject` it keeps, so an abort or a timeout can settle it early.
+ */
 class Task {
   constructor(id, fn, signal, timeout) {
     this.id = id
     this.fn = fn
     this.signal = signal
     this.timeout = timeout
-    this.resolve = taskResolve
-    this.reject = taskReject
     this.open = undefined
+    this.close = undefined
+    this.resolve = undefined
+    this.reject = undefined
+    this.error = undefined
     this.watched = false
     this.controller = undefined
     this.done = false
@@ -308,7 +316,7 @@ class Limiter {
   #closed = false
   #onTimer = () => this.#expire()
   // The reaction of every gate; the gate is opened with its task.
-  #beginTask = (task) => this.#begin(task.id, task)
+  #beginTask = (task) => this.#begin(task)
 
   /**
    * @param {{ concurrency?: number, maxPending?: number, timeout?: number,
@@ -419,21 +427,21 @@ class Limiter {
       return Promise.reject(err)
     }
     const id = Math.floor(code / 2)
-    const promise = new Promise(taskExecutor)
     const task = new Task(id, fn, signal, timeout)
-    taskResolve = taskReject = undefined
     this.#tasks[id] = task
+    let promise
     if (signal !== undefined) this.#watch(task)
     // A promise reaction starts the task, so it runs in the caller's async
     // context (AsyncLocalStorage) however late that is: at once for a task
     // that got its permits, when its gate opens for one that waits.
     if (code % 2 === 1) {
       this.#active++
-      RESOLVED.then(() => this.#begin(id, task))
+      promise = RESOLVED.then(() => this.#begin(task))
     } else {
       this.#pending++
-      new Promise(gateExecutor).then(this.#beginTask)
+      promise = new Promise(gateExecutor).then(this.#beginTask)
       task.open = gateResolve
+      task.close = gateReject
       gateResolve = gateReject = undefined
     }
     if (timeout !== undefined) {
@@ -445,11 +453,14 @@ class Limiter {
     return promise
   }
 
-  #begin(id, task) {
+  // Runs the task; what it returns (or throws) settles the caller's promise.
+  #begin(task) {
     if (task.done) {
       // Aborted or timed out after it was given its permits, before it ran.
-      this.#finish(id, task, false)
-      return
+      const error = task.error
+      task.error = undefined
+      this.#finish(task.id, task, false)
+      throw error
     }
     // The task's own signal. Node's AbortController costs microseconds, so
     // it is made only when it can matter: not for a function that declares
@@ -467,27 +478,43 @@ class Limiter {
     let result
     try {
       result = signal === undefined ? task.fn() : task.fn(signal)
-      if (isThenable(result)) {
-        Promise.resolve(result).then(
-          (value) => this.#settle(id, task, true, value),
-          (error) => this.#settle(id, task, false, error),
-        )
-        return
+      if (!isThenable(result)) {
+        this.#settle(task, true)
+        return result
       }
     } catch (error) {
-      this.#settle(id, task, false, error)
-      return
+      this.#settle(task, false)
+      throw error
     }
-    this.#settle(id, task, true, result)
+    const settled = Promise.resolve(result)
+    if (task.signal === undefined && task.timeout === undefined) {
+      // Nothing can cancel it: the caller's promise follows fn's.
+      settled.then(
+        () => this.#settle(task, true),
+        () => this.#settle(task, false),
+      )
+      return settled
+    }
+    const promise = new Promise(taskExecutor)
+    task.resolve = taskResolve
+    task.reject = taskReject
+    taskResolve = taskReject = undefined
+    settled.then(
+      (value) => {
+        if (!task.done) task.resolve(value)
+        this.#settle(task, true)
+      },
+      (error) => {
+        if (!task.done) task.reject(error)
+        this.#settle(task, false)
+      },
+    )
+    return promise
   }
 
-  #settle(id, task, ok, value) {
-    if (!task.done) {
-      task.done = true
-      if (ok) task.resolve(value)
-      else task.reject(value)
-    }
-    this.#finish(id, task, ok)
+  #settle(task, ok) {
+    task.done = true
+    this.#finish(task.id, task, ok)
   }
 
   #finish(id, task, ok) {
@@ -548,6 +575,7 @@ class Limiter {
     task.resolve = undefined
     task.reject = undefined
     task.open = undefined
+    task.close = undefined
     task.controller = undefined
   }
 
@@ -574,23 +602,30 @@ class Limiter {
 
   #cancel(id, task, timedOut, error, reason) {
     const flags = this.#core.cancel(id, timedOut)
-    task.done = true
-    const reject = task.reject
-    if (flags & 1) {
-      // It was waiting: gone from the queue, its id is free.
-      this.#pending--
-      this.#tasks[id] = undefined
-      this.#forget(task)
-    } else {
-      // It was running: the caller stops waiting now, `fn` is told through
-      // its signal, and the permits come back when `fn` settles.
-      this.#unwatch(task)
-      task.resolve = task.reject = undefined
-      task.controller?.abort(reason)
-    }
-    reject(error)
+    this.#drop(id, task, (flags & 1) === 1, error, reason)
     if (flags & 2) this.#startTaken()
     if (this.#waiters.length > 0) this.#notify()
+  }
+
+  // Rejects the caller of a task the core took out (waiting: gone, its id
+  // free) or marked (running: the caller stops waiting now, `fn` is told
+  // through its signal, and the permits come back when `fn` settles).
+  #drop(id, task, wasWaiting, error, reason) {
+    task.done = true
+    if (wasWaiting) {
+      this.#pending--
+      this.#tasks[id] = undefined
+      const close = task.close
+      this.#forget(task)
+      close(error)
+      return
+    }
+    this.#unwatch(task)
+    const reject = task.reject
+    task.resolve = task.reject = undefined
+    if (reject !== undefined) reject(error)
+    else task.error = error // it has not run yet: #begin throws it
+    task.controller?.abort(reason)
   }
 
   #arm() {
@@ -618,20 +653,7 @@ class Limiter {
       const task = this.#tasks[id]
       if (task === undefined || task.done) continue
       const error = new BulkheadError(codes.TIMEOUT, `the task timed out after ${task.timeout} ms`)
-      // The core already took it out; tell the JS side the same way.
-      const wasWaiting = code % 2 === 1
-      task.done = true
-      const reject = task.reject
-      if (wasWaiting) {
-        this.#pending--
-        this.#tasks[id] = undefined
-        this.#forget(task)
-      } else {
-        this.#unwatch(task)
-        task.resolve = task.reject = undefined
-        task.controller?.abort(error)
-      }
-      reject(error)
+      this.#drop(id, task, code % 2 === 1, error, error)
     }
     this.#startTaken()
     this.#arm()
@@ -659,9 +681,9 @@ class Limiter {
       this.#tasks[id] = undefined
       this.#pending--
       task.done = true
-      const reject = task.reject
+      const close = task.close
       this.#forget(task)
-      reject(new BulkheadError(codes.ABORTED, 'the task was cleared from the queue'))
+      close(new BulkheadError(codes.ABORTED, 'the task was cleared from the queue'))
     }
     if (this.#waiters.length > 0) this.#notify()
   }
