@@ -530,3 +530,25 @@ test('limiters and pLimit do not hold native slots after a burst', async () => {
   await Promise.all(Array.from({ length: 5000 }, (_, i) => limit(async () => i)))
   assert.equal(limit.pendingCount, 0)
 })
+
+test('Limiter works in worker_threads, each with its own native cores', async () => {
+  const { Worker } = await import('node:worker_threads')
+  const run = (workerData) =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(new URL('./fixtures/p-limit-worker.mjs', import.meta.url), { workerData })
+      let message
+      worker.once('message', (m) => (message = m))
+      worker.once('error', reject)
+      worker.once('exit', (code) => (code === 0 ? resolve(message) : reject(new Error(`worker exited ${code}`))))
+    })
+  const local = new Limiter({ concurrency: 1 })
+  const outcomes = await Promise.all([run({ tasks: 50 }), run({ tasks: 50, leaveOpen: true }), local.run(() => 'main')])
+  for (const outcome of outcomes.slice(0, 2)) {
+    assert.equal(outcome.sum, (49 * 50) / 2)
+    assert.equal(outcome.peak, 2)
+    assert.deepEqual(outcome.more, [1, 2, 3, 4])
+    assert.equal(outcome.stats.completed, 50)
+  }
+  assert.equal(outcomes[2], 'main')
+  assert.equal(await local.run(() => 'still mine'), 'still mine', "the main thread's core is untouched")
+})
