@@ -305,9 +305,12 @@ test('rate: at most `limit` starts per interval, composed with concurrency', asy
   const t0 = performance.now()
   await Promise.all(Array.from({ length: 6 }, () => limiter.run(() => starts.push(performance.now() - t0))))
   assert.equal(starts.length, 6)
-  for (let i = 0; i + 2 < starts.length; i++) {
-    assert.ok(starts[i + 2] - starts[i] >= 39, `3 starts within one interval: ${starts}`)
-  }
+  // Tasks 3-4 cannot be granted before one interval has passed, 5-6 before
+  // two (fn runs at or after its grant; the exact window is tested in Rust
+  // with a manual clock). A loaded machine only makes them later.
+  starts.sort((a, b) => a - b)
+  assert.ok(starts[2] >= 39 && starts[3] >= 39, `starts: ${starts}`)
+  assert.ok(starts[4] >= 79 && starts[5] >= 79, `starts: ${starts}`)
   const rateOnly = new Limiter({ rate: { limit: 1, interval: 5 } })
   assert.equal(rateOnly.concurrency, Infinity)
   assert.deepEqual(await Promise.all([rateOnly.run(() => 1), rateOnly.run(() => 2)]), [1, 2])
@@ -346,7 +349,7 @@ test('options are validated with the option named', () => {
     [{ concurrency: 1, timeout: -5 }, 'options.timeout must be a number of milliseconds from 0 to 2147483647'],
     [{ concurrency: 1, rate: { limit: 0, interval: 1 } }, 'options.rate.limit must be an integer from 1 and up'],
     [{ concurrency: 1, rate: { limit: 1, interval: 0 } }, 'options.rate.interval must be a positive finite number of milliseconds'],
-    [{ concurrency: 1, name: 'shared' }, 'options.name is not supported yet'],
+    [{ concurrency: 1, name: 7 }, 'options.name must be a non-empty string'],
   ]
   for (const [options, message] of cases) {
     assert.throws(() => new Limiter(options), { code: 'ERR_INVALID_ARG', message })

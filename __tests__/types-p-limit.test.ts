@@ -40,8 +40,10 @@ async function consume(): Promise<void> {
     void n
   }
 }
-// @ts-expect-error: name is not supported yet
-new Limiter({ concurrency: 1, name: 'shared' })
+const shared: Limiter = new Limiter({ concurrency: 1, name: 'shared' })
+void shared
+// @ts-expect-error: a name is a string
+new Limiter({ concurrency: 1, name: 42 })
 limiter.concurrency = 8
 limiter.pause()
 limiter.resume()

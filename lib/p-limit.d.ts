@@ -61,8 +61,12 @@ export interface LimiterOptions {
   timeout?: number
   /** At most `limit` starts in any window of `interval` ms. */
   rate?: { limit: number; interval: number }
-  /** Process-wide limiter shared by worker_threads: not supported yet (throws `ERR_INVALID_ARG`). */
-  name?: never
+  /**
+   * A process-wide limiter shared by every worker_thread that opens the same name (its permits,
+   * queue, deadlines, rate and stats live in Rust). Every handle must pass the same
+   * `concurrency`, `maxPending` and `rate`.
+   */
+  name?: string
 }
 
 /** Options of `limiter.run()`. */

@@ -325,8 +325,8 @@ class Limiter {
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
     const { concurrency, maxPending = Number.POSITIVE_INFINITY, timeout, rate, name } = options
-    if (name !== undefined) {
-      throw invalid('options.name is not supported yet')
+    if (name !== undefined && (typeof name !== 'string' || name === '')) {
+      throw invalid('options.name must be a non-empty string')
     }
     let limit = 0
     let interval = 0
@@ -348,8 +348,48 @@ class Limiter {
     if (timeout !== undefined) checkTimeout(timeout, 'options.timeout')
     this.#concurrency = effectiveConcurrency
     this.#timeout = timeout
-    this.#core = new native.NativeLimiter(effectiveConcurrency, maxPending, limit, interval)
-    this.#handle = this.#core.handle
+    if (name === undefined) {
+      this.#core = new native.NativeLimiter(effectiveConcurrency, maxPending, limit, interval)
+      this.#handle = this.#core.handle
+    } else {
+      // A process-wide limiter: other threads' releases start this one's
+      // tasks through `wake`. It holds the limiter weakly, so a limiter
+      // dropped without close() is still collected (and its native handle
+      // then gives everything back).
+      const self = new WeakRef(this)
+      const wake = (events) => self.deref()?.#wake(events)
+      this.#core = new native.NamedLimiter(name, effectiveConcurrency, maxPending, limit, interval, wake)
+      this.#named = true
+    }
+  }
+
+  #named = false
+
+  #submitTask(weight, priority, timeout) {
+    return this.#named
+      ? this.#core.submit(weight, priority, timeout)
+      : limiterSubmit(this.#handle, weight, priority, timeout)
+  }
+
+  #finishTask(id, ok) {
+    return this.#named ? this.#core.finish(id, ok) : limiterFinish(this.#handle, id, ok)
+  }
+
+  // Events from other threads (named limiters): `id * 4 + kind`, kind 0 =
+  // started, 1 = timed out while waiting, 2 = timed out while running.
+  #wake(events) {
+    for (const event of events) {
+      const id = Math.floor(event / 4)
+      const kind = event % 4
+      const task = this.#tasks[id]
+      if (task === undefined) continue
+      if (kind === 0) this.#start(id)
+      else if (!task.done) {
+        const error = new BulkheadError(codes.TIMEOUT, `the task timed out after ${task.timeout} ms`)
+        this.#drop(id, task, kind === 1, error, error)
+      }
+    }
+    if (this.#waiters.length > 0) this.#notify()
   }
 
   /** Tasks running now. */
@@ -422,7 +462,7 @@ class Limiter {
     if (signal !== undefined && signal.aborted) return Promise.reject(abortedError(signal))
     let code
     try {
-      code = limiterSubmit(this.#handle, weight, priority, timeout === undefined ? -1 : timeout)
+      code = this.#submitTask(weight, priority, timeout === undefined ? -1 : timeout)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -438,7 +478,7 @@ class Limiter {
       this.#active++
       promise = RESOLVED.then(() => this.#begin(task))
     } else {
-      this.#pending++
+      if (++this.#pending === 1 && this.#named) this.#core.keepAlive(true)
       promise = new Promise(gateExecutor).then(this.#beginTask)
       task.open = gateResolve
       task.close = gateReject
@@ -521,7 +561,7 @@ class Limiter {
     this.#forget(task)
     this.#tasks[id] = undefined
     this.#active--
-    const code = limiterFinish(this.#handle, id, ok)
+    const code = this.#finishTask(id, ok)
     if (code >= 0) {
       this.#start(Math.floor(code / 2))
       if (code % 2 === 1) this.#startTaken()
@@ -581,7 +621,7 @@ class Limiter {
 
   #start(id) {
     const task = this.#tasks[id]
-    this.#pending--
+    if (--this.#pending === 0 && this.#named) this.#core.keepAlive(false)
     this.#active++
     const open = task.open
     task.open = undefined
@@ -613,7 +653,7 @@ class Limiter {
   #drop(id, task, wasWaiting, error, reason) {
     task.done = true
     if (wasWaiting) {
-      this.#pending--
+      if (--this.#pending === 0 && this.#named) this.#core.keepAlive(false)
       this.#tasks[id] = undefined
       const close = task.close
       this.#forget(task)
@@ -679,7 +719,7 @@ class Limiter {
     for (const id of ids) {
       const task = this.#tasks[id]
       this.#tasks[id] = undefined
-      this.#pending--
+      if (--this.#pending === 0 && this.#named) this.#core.keepAlive(false)
       task.done = true
       const close = task.close
       this.#forget(task)
@@ -695,7 +735,9 @@ class Limiter {
   close() {
     this.#closed = true
     this.clear()
-    return this.onIdle()
+    const idle = this.onIdle()
+    // A named limiter lets go of the shared one once its own tasks are done.
+    return this.#named ? idle.then(() => this.#core.close()) : idle
   }
 
   /** Resolves when nothing runs and nothing waits. */

@@ -247,6 +247,7 @@ enum State {
 #[derive(Clone, Copy, Debug)]
 struct Task {
   generation: u32,
+  owner: u64,
   weight: u64,
   deadline: f64,
   state: State,
@@ -364,6 +365,19 @@ impl LimiterCore {
   /// tasks wait already; [`ErrorCode::InvalidArg`] for a weight of 0 or
   /// above `concurrency`, or a timeout that is not a non-negative number.
   pub fn submit(&mut self, options: TaskOptions, now: f64) -> Result<Submitted> {
+    self.submit_owned(options, 0, now)
+  }
+
+  /// [`LimiterCore::submit`] for a task tagged with `owner`: a limiter shared
+  /// by several threads tags each task with the handle that submitted it,
+  /// so it can tell whom a start or a timeout concerns
+  /// ([`LimiterCore::owner_of`]) and drop a departed owner's tasks
+  /// ([`LimiterCore::forget_owner`]).
+  ///
+  /// # Errors
+  ///
+  /// As [`LimiterCore::submit`].
+  pub fn submit_owned(&mut self, options: TaskOptions, owner: u64, now: f64) -> Result<Submitted> {
     if options.weight == 0 || options.weight > self.config.concurrency {
       return Err(Error::invalid_arg(format!(
         "options.weight must be an integer from 1 to the concurrency ({})",
@@ -393,6 +407,7 @@ impl LimiterCore {
     let deadline = options.timeout_ms.map_or(f64::INFINITY, |t| now + t);
     let task = &mut self.tasks[id as usize];
     task.weight = options.weight;
+    task.owner = owner;
     task.deadline = deadline;
     let generation = task.generation;
     if can_start {
@@ -586,6 +601,45 @@ impl LimiterCore {
     ids
   }
 
+  /// The owner `id` was submitted with. Still answers for an id just
+  /// reported by [`LimiterCore::expire`] or [`LimiterCore::clear`] (an id
+  /// keeps its owner until it is handed out again).
+  pub fn owner_of(&self, id: u32) -> Option<u64> {
+    self.tasks.get(id as usize).map(|task| task.owner)
+  }
+
+  /// Removes the waiting tasks of `owner` (counted as aborted) and returns
+  /// their ids, in queue order.
+  pub fn clear_owner(&mut self, owner: u64, now: f64) -> Vec<u32> {
+    let ids: Vec<u32> = self
+      .queue
+      .values()
+      .copied()
+      .filter(|&id| self.tasks[id as usize].owner == owner)
+      .collect();
+    for &id in &ids {
+      self.cancel(id, Cancel::Aborted, now);
+    }
+    ids
+  }
+
+  /// Drops every task of `owner`, whose thread is gone: waiting ones leave
+  /// the queue, running ones give their permits back (counted as aborted).
+  /// Other owners' waiting tasks may start.
+  pub fn forget_owner(&mut self, owner: u64, now: f64) {
+    self.clear_owner(owner, now);
+    let running: Vec<u32> = (0..self.tasks.len() as u32)
+      .filter(|&id| {
+        let task = &self.tasks[id as usize];
+        task.owner == owner && matches!(task.state, State::Running { .. })
+      })
+      .collect();
+    for id in running {
+      self.cancel(id, Cancel::Aborted, now);
+      self.finish(id, false, now);
+    }
+  }
+
   /// Counters and percentiles.
   pub fn stats(&self) -> Stats {
     Stats {
@@ -697,6 +751,7 @@ impl LimiterCore {
     let id = u32::try_from(self.tasks.len()).expect("fewer than 2^32 live tasks");
     self.tasks.push(Task {
       generation: 0,
+      owner: 0,
       weight: 1,
       deadline: f64::INFINITY,
       state: State::Free,
@@ -1108,6 +1163,31 @@ mod tests {
     }
     assert_eq!(c.clear().len(), 3000);
     assert_eq!(c.slots(), 0);
+  }
+
+  #[test]
+  fn owners_tag_tasks_and_a_departed_owner_gives_everything_back() {
+    let mut c = core(2);
+    let a1 = c.submit_owned(TaskOptions::default(), 1, 0.0).unwrap();
+    let b1 = c.submit_owned(TaskOptions::default(), 2, 0.0).unwrap();
+    let a2 = c.submit_owned(TaskOptions::default(), 1, 0.0).unwrap();
+    let b2 = c.submit_owned(TaskOptions::default(), 2, 0.0).unwrap();
+    assert!(a1.started && b1.started && !a2.started && !b2.started);
+    assert_eq!(c.owner_of(b2.id), Some(2));
+    c.forget_owner(1, 1.0);
+    assert_eq!(c.take_started(), vec![b2.id], "owner 1's permit came back");
+    assert_eq!((c.active(), c.pending()), (2, 0));
+    assert_eq!(c.stats().aborted, 2);
+    let b3 = c.submit_owned(TaskOptions::default(), 2, 1.0).unwrap();
+    let a3 = c.submit_owned(TaskOptions::default(), 1, 1.0).unwrap();
+    assert_eq!(c.clear_owner(2, 1.0), vec![b3.id]);
+    assert_eq!(
+      c.owner_of(b3.id),
+      Some(2),
+      "a cleared id still tells its owner"
+    );
+    assert_eq!(c.pending(), 1);
+    assert!(!a3.started);
   }
 
   #[test]

@@ -276,29 +276,32 @@ impl NativeLimiter {
   /// Counters and percentiles.
   #[napi]
   pub fn stats(&self) -> NativeLimiterStats {
-    let s = with_entry(self.handle, |e| e.core.stats()).unwrap_or_default();
-    NativeLimiterStats {
-      active: s.active as f64,
-      pending: s.pending as f64,
-      permits_in_use: s.permits_in_use as f64,
-      completed: s.completed as f64,
-      rejected: s.rejected as f64,
-      timed_out: s.timed_out as f64,
-      aborted: s.aborted as f64,
-      queue_full: s.queue_full as f64,
-      wait_p50: s.wait_p50,
-      wait_p90: s.wait_p90,
-      wait_p99: s.wait_p99,
-      run_p50: s.run_p50,
-      run_p90: s.run_p90,
-      run_p99: s.run_p99,
-    }
+    to_js_stats(with_entry(self.handle, |e| e.core.stats()).unwrap_or_default())
   }
 
   /// Task slots allocated in the core (live or free), for leak tests.
   #[napi(getter)]
   pub fn slots(&self) -> u32 {
     with_entry(self.handle, |e| e.core.slots() as u32).unwrap_or(0)
+  }
+}
+
+fn to_js_stats(s: crate::limiter::Stats) -> NativeLimiterStats {
+  NativeLimiterStats {
+    active: s.active as f64,
+    pending: s.pending as f64,
+    permits_in_use: s.permits_in_use as f64,
+    completed: s.completed as f64,
+    rejected: s.rejected as f64,
+    timed_out: s.timed_out as f64,
+    aborted: s.aborted as f64,
+    queue_full: s.queue_full as f64,
+    wait_p50: s.wait_p50,
+    wait_p90: s.wait_p90,
+    wait_p99: s.wait_p99,
+    run_p50: s.run_p50,
+    run_p90: s.run_p90,
+    run_p99: s.run_p99,
   }
 }
 
@@ -477,4 +480,381 @@ pub fn limiter_raw_functions(env: &Env) -> napi::Result<Object<'_>> {
     }
   }
   Ok(functions)
+}
+
+// ---------------------------------------------------------------------------
+// Named (process-wide) limiters.
+//
+// One `LimiterCore` per name, behind a mutex, in a process-wide registry, so
+// every worker_thread that opens the name shares its permits, queue,
+// deadlines, rate and stats. Each `NamedLimiter` (one per JS `Limiter`)
+// tags its tasks with its own owner number. After every operation the
+// tasks started or timed out are sorted by owner: the caller's own come
+// back in the return value, as for `NativeLimiter`; every other owner gets
+// one batched call of its weak thread-safe function (`wake(events)`, each
+// event `id * 4 + kind`: 0 started, 1 timed out while waiting, 2 timed out
+// while running), on its own thread. A `NamedLimiter` that is closed or
+// collected (also when its worker exits) drops its tasks and gives their
+// permits back, which may wake other owners.
+// ---------------------------------------------------------------------------
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use parking_lot::Mutex;
+
+use crate::registry::{Named, Registry};
+
+type Waker = ThreadsafeFunction<Vec<u32>, (), Vec<u32>, Status, false, true>;
+
+struct Shared {
+  core: LimiterCore,
+  clock: MonotonicClock,
+  wakers: HashMap<u64, Arc<Waker>>,
+}
+
+static NAMED: Registry<Mutex<Shared>> = Registry::new();
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+const STARTED: u32 = 0;
+const EXPIRED_WAITING: u32 = 1;
+const EXPIRED_RUNNING: u32 = 2;
+
+/// Events for other owners, delivered after the lock is released.
+type Outbox = Vec<(Arc<Waker>, Vec<u32>)>;
+
+/// Sorts `events` (id, kind) by owner: returns `owner`'s, queues the rest.
+fn route(
+  shared: &Shared,
+  owner: u64,
+  events: Vec<(u32, u32)>,
+  outbox: &mut Outbox,
+) -> Vec<(u32, u32)> {
+  let mut own = Vec::new();
+  let mut others: HashMap<u64, Vec<u32>> = HashMap::new();
+  for (id, kind) in events {
+    match shared.core.owner_of(id) {
+      Some(o) if o == owner => own.push((id, kind)),
+      Some(o) => others.entry(o).or_default().push(id * 4 + kind),
+      None => {}
+    }
+  }
+  for (o, list) in others {
+    if let Some(waker) = shared.wakers.get(&o) {
+      outbox.push((Arc::clone(waker), list));
+    }
+  }
+  own
+}
+
+fn deliver(outbox: Outbox) {
+  for (waker, events) in outbox {
+    // A waker whose thread is gone reports `Closing`; that owner's handle
+    // drops its tasks when it is finalized, so the events are not needed.
+    let _ = waker.call(events, ThreadsafeFunctionCallMode::NonBlocking);
+  }
+}
+
+/// A handle on a process-wide limiter (internal; use `new Limiter({ name })`).
+#[napi]
+pub struct NamedLimiter {
+  shared: Option<Named<Mutex<Shared>>>,
+  owner: u64,
+  own_started: Vec<u32>,
+  waker: Option<Arc<Waker>>,
+}
+
+#[napi]
+impl NamedLimiter {
+  /// Opens (or creates) the limiter called `name`. A limiter that exists
+  /// must have been created with the same options. `wake(events)` is called
+  /// on this thread when other threads start or time out this handle's tasks.
+  #[napi(constructor)]
+  pub fn new(
+    name: String,
+    concurrency: f64,
+    max_pending: f64,
+    rate_limit: u32,
+    rate_interval: f64,
+    wake: Waker,
+  ) -> napi::Result<Self, ErrorCode> {
+    if name.is_empty() {
+      return Err(Error::invalid_arg("options.name must be a non-empty string").into());
+    }
+    let rate = (rate_limit > 0).then_some(Rate {
+      limit: rate_limit,
+      interval_ms: rate_interval,
+    });
+    let config = Config {
+      concurrency: limit_from_f64(concurrency, "concurrency")?,
+      max_pending: limit_from_f64(max_pending, "maxPending")?,
+      rate,
+    };
+    let shared = NAMED.open(
+      &name,
+      || {
+        Ok::<_, Error>(Mutex::new(Shared {
+          core: LimiterCore::new(config)?,
+          clock: MonotonicClock::new(),
+          wakers: HashMap::new(),
+        }))
+      },
+      |existing| {
+        let existing = existing.lock().core.config();
+        if existing == config {
+          Ok(())
+        } else {
+          Err(Error::invalid_arg(format!(
+            "a limiter named '{name}' exists with other options (concurrency, maxPending or rate)"
+          )))
+        }
+      },
+    )?;
+    let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
+    let waker = Arc::new(wake);
+    shared.lock().wakers.insert(owner, Arc::clone(&waker));
+    Ok(Self {
+      shared: Some(shared),
+      owner,
+      own_started: Vec::new(),
+      waker: Some(waker),
+    })
+  }
+
+  /// Whether this handle's wake-ups keep its thread alive: on while it has
+  /// waiting tasks (another thread's release must be able to start them),
+  /// off otherwise, so an idle limiter never holds a process open.
+  #[napi]
+  pub fn keep_alive(&self, env: &Env, on: bool) {
+    if let Some(waker) = &self.waker {
+      // SAFETY: called on this handle's own JS thread with its live `env`;
+      // the thread-safe function is alive while `waker` is held.
+      unsafe {
+        if on {
+          sys::napi_ref_threadsafe_function(env.raw(), waker.raw());
+        } else {
+          sys::napi_unref_threadsafe_function(env.raw(), waker.raw());
+        }
+      }
+    }
+  }
+
+  /// As `NativeLimiter.submit`.
+  #[napi]
+  pub fn submit(
+    &mut self,
+    weight: u32,
+    priority: i32,
+    timeout: f64,
+  ) -> napi::Result<f64, ErrorCode> {
+    let options = TaskOptions {
+      weight: u64::from(weight),
+      priority,
+      timeout_ms: (timeout >= 0.0).then_some(timeout),
+    };
+    let owner = self.owner;
+    let submitted = {
+      let mut shared = self.shared()?.lock();
+      let now = shared.clock.now_ms();
+      shared.core.submit_owned(options, owner, now)?
+    };
+    Ok(encode(submitted.id, submitted.started))
+  }
+
+  /// As `NativeLimiter.finish`; other owners' started tasks are woken.
+  #[napi]
+  pub fn finish(&mut self, id: u32, ok: bool) -> f64 {
+    self.operate(|shared, now| shared.core.finish(id, ok, now));
+    self.first_own_started()
+  }
+
+  /// As `NativeLimiter.cancel`.
+  #[napi]
+  pub fn cancel(&mut self, id: u32, timed_out: bool) -> u32 {
+    let why = if timed_out {
+      Cancel::TimedOut
+    } else {
+      Cancel::Aborted
+    };
+    let mut was_waiting = false;
+    self.operate(|shared, now| was_waiting = shared.core.cancel(id, why, now));
+    u32::from(was_waiting) | (u32::from(!self.own_started.is_empty()) << 1)
+  }
+
+  /// As `NativeLimiter.expire`; other owners' timeouts are delivered to them.
+  #[napi]
+  pub fn expire(&mut self) -> Vec<u32> {
+    let mut expired = Vec::new();
+    self.operate(|shared, now| {
+      expired = shared.core.expire(now);
+      shared.core.poll(now);
+    });
+    let Ok(shared) = self.shared() else {
+      return Vec::new();
+    };
+    let mut outbox = Vec::new();
+    let own = {
+      let shared = shared.lock();
+      let events = expired
+        .iter()
+        .map(|e| {
+          let kind = if e.was_waiting {
+            EXPIRED_WAITING
+          } else {
+            EXPIRED_RUNNING
+          };
+          (e.id, kind)
+        })
+        .collect();
+      route(&shared, self.owner, events, &mut outbox)
+    };
+    deliver(outbox);
+    own
+      .into_iter()
+      .map(|(id, kind)| id * 2 + u32::from(kind == EXPIRED_WAITING))
+      .collect()
+  }
+
+  /// As `NativeLimiter.nextWakeIn`.
+  #[napi]
+  pub fn next_wake_in(&self) -> f64 {
+    let Ok(shared) = self.shared() else {
+      return -1.0;
+    };
+    let shared = shared.lock();
+    match shared.core.next_wake() {
+      Some(at) => (at - shared.clock.now_ms()).max(0.0),
+      None => -1.0,
+    }
+  }
+
+  /// This handle's tasks started since the last call.
+  #[napi]
+  pub fn take_started(&mut self) -> Vec<u32> {
+    std::mem::take(&mut self.own_started)
+  }
+
+  /// As `NativeLimiter.setConcurrency` (for every thread).
+  #[napi]
+  pub fn set_concurrency(&mut self, concurrency: f64) -> napi::Result<bool, ErrorCode> {
+    let concurrency = limit_from_f64(concurrency, "concurrency")?;
+    let mut result = Ok(());
+    self.operate(|shared, now| result = shared.core.set_concurrency(concurrency, now));
+    result?;
+    Ok(!self.own_started.is_empty())
+  }
+
+  /// Pauses starting, for every thread.
+  #[napi]
+  pub fn pause(&mut self) {
+    self.operate(|shared, _| shared.core.pause());
+  }
+
+  /// Resumes starting, for every thread.
+  #[napi]
+  pub fn resume(&mut self) -> bool {
+    self.operate(|shared, now| shared.core.resume(now));
+    !self.own_started.is_empty()
+  }
+
+  /// Removes this handle's waiting tasks; returns their ids.
+  #[napi]
+  pub fn clear(&mut self) -> Vec<u32> {
+    let owner = self.owner;
+    let mut ids = Vec::new();
+    self.operate(|shared, now| ids = shared.core.clear_owner(owner, now));
+    ids
+  }
+
+  /// Counters and percentiles of the shared limiter.
+  #[napi]
+  pub fn stats(&self) -> NativeLimiterStats {
+    let s = self
+      .shared()
+      .map(|shared| shared.lock().core.stats())
+      .unwrap_or_default();
+    to_js_stats(s)
+  }
+
+  /// Task slots of the shared core, for leak tests.
+  #[napi(getter)]
+  pub fn slots(&self) -> u32 {
+    self
+      .shared()
+      .map(|shared| shared.lock().core.slots() as u32)
+      .unwrap_or(0)
+  }
+
+  /// How many named limiters are alive in the process (for leak tests).
+  #[napi]
+  pub fn live_count() -> u32 {
+    NAMED.len() as u32
+  }
+
+  /// Drops this handle's tasks (their permits come back) and lets go of the
+  /// shared limiter; it is freed when no thread holds it.
+  #[napi]
+  pub fn close(&mut self) {
+    let Some(shared) = self.shared.take() else {
+      return;
+    };
+    let owner = self.owner;
+    let mut outbox = Vec::new();
+    let waker = {
+      let mut guard = shared.lock();
+      let now = guard.clock.now_ms();
+      guard.core.forget_owner(owner, now);
+      let started = guard.core.take_started();
+      let events = started.into_iter().map(|id| (id, STARTED)).collect();
+      let _ = route(&guard, owner, events, &mut outbox);
+      guard.wakers.remove(&owner)
+    };
+    deliver(outbox);
+    drop(waker);
+    self.waker = None;
+    drop(shared);
+  }
+
+  fn shared(&self) -> Result<&Named<Mutex<Shared>>, Error> {
+    self
+      .shared
+      .as_ref()
+      .ok_or_else(|| Error::closed("the limiter is closed"))
+  }
+
+  /// Runs `op` under the lock, then routes the tasks it started.
+  fn operate(&mut self, op: impl FnOnce(&mut Shared, f64)) {
+    let owner = self.owner;
+    let Some(shared) = self.shared.as_ref() else {
+      return;
+    };
+    let mut outbox = Vec::new();
+    let own = {
+      let mut guard = shared.lock();
+      let now = guard.clock.now_ms();
+      op(&mut guard, now);
+      let started = guard.core.take_started();
+      let events = started.into_iter().map(|id| (id, STARTED)).collect();
+      route(&guard, owner, events, &mut outbox)
+    };
+    deliver(outbox);
+    self.own_started.extend(own.into_iter().map(|(id, _)| id));
+  }
+
+  fn first_own_started(&mut self) -> f64 {
+    if self.own_started.is_empty() {
+      return -1.0;
+    }
+    let first = self.own_started.remove(0);
+    encode(first, !self.own_started.is_empty())
+  }
+}
+
+impl Drop for NamedLimiter {
+  fn drop(&mut self) {
+    self.close();
+  }
 }
