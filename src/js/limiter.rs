@@ -687,17 +687,20 @@ impl NamedLimiter {
   /// As `NativeLimiter.expire`; other owners' timeouts are delivered to them.
   #[napi]
   pub fn expire(&mut self) -> Vec<u32> {
-    let mut expired = Vec::new();
-    self.operate(|shared, now| {
-      expired = shared.core.expire(now);
-      shared.core.poll(now);
-    });
-    let Ok(shared) = self.shared() else {
+    let owner = self.owner;
+    let Some(shared) = self.shared.as_ref() else {
       return Vec::new();
     };
     let mut outbox = Vec::new();
-    let own = {
-      let shared = shared.lock();
+    // Expire, start and sort by owner under one lock: an expired waiting
+    // task's id is free at once, and another thread could take it before a
+    // second lock, which would send this timeout to the wrong owner.
+    let (own_expired, own_started) = {
+      let mut guard = shared.lock();
+      let now = guard.clock.now_ms();
+      let expired = guard.core.expire(now);
+      guard.core.poll(now);
+      let started = guard.core.take_started();
       let events = expired
         .iter()
         .map(|e| {
@@ -708,11 +711,18 @@ impl NamedLimiter {
           };
           (e.id, kind)
         })
+        .chain(started.into_iter().map(|id| (id, STARTED)))
         .collect();
-      route(&shared, self.owner, events, &mut outbox)
+      let own = route(&guard, owner, events, &mut outbox);
+      let (started, expired): (Vec<_>, Vec<_>) =
+        own.into_iter().partition(|&(_, kind)| kind == STARTED);
+      (expired, started)
     };
     deliver(outbox);
-    own
+    self
+      .own_started
+      .extend(own_started.into_iter().map(|(id, _)| id));
+    own_expired
       .into_iter()
       .map(|(id, kind)| id * 2 + u32::from(kind == EXPIRED_WAITING))
       .collect()
