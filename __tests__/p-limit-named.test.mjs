@@ -76,6 +76,26 @@ test('a terminated worker gives its permits back to the other threads', { timeou
   await holder.worker.terminate()
   assert.equal(await waiting, 'got the permit')
   await main.close()
+  assert.equal(native.NamedLimiter.liveCount(), 0, "the terminated worker's handle was freed too")
+})
+
+test('aborts and timeouts in several threads lose no wake-up and keep the bound', { timeout: 60_000 }, async () => {
+  const name = 'p-limit-named-cancel'
+  const concurrency = 2
+  const shared = new SharedArrayBuffer(12)
+  const counters = new Int32Array(shared)
+  const workers = Array.from({ length: 3 }, () =>
+    start({ name, concurrency, tasks: 120, shared, mode: 'cancel' }),
+  )
+  const reports = []
+  for (const w of workers) reports.push(await w.message())
+  for (const w of workers) assert.equal(await w.exited, 0)
+  let settled = 0
+  for (const report of reports) settled += report.fulfilled + report.timedOut + report.aborted
+  assert.equal(settled, 3 * 120, 'every task settled one way or another')
+  assert.ok(reports.some((r) => r.timedOut > 0) && reports.some((r) => r.aborted > 0), JSON.stringify(reports))
+  assert.ok(Atomics.load(counters, 1) <= concurrency, `peak ${Atomics.load(counters, 1)}`)
+  assert.equal(native.NamedLimiter.liveCount(), 0)
 })
 
 test('handles must agree on the options, and a name must be a non-empty string', async () => {

@@ -375,21 +375,12 @@ class Limiter {
     return this.#named ? this.#core.finish(id, ok) : limiterFinish(this.#handle, id, ok)
   }
 
-  // Events from other threads (named limiters): `id * 4 + kind`, kind 0 =
-  // started, 1 = timed out while waiting, 2 = timed out while running.
-  #wake(events) {
-    for (const event of events) {
-      const id = Math.floor(event / 4)
-      const kind = event % 4
-      const task = this.#tasks[id]
-      if (task === undefined) continue
-      if (kind === 0) this.#start(id)
-      else if (!task.done) {
-        const error = new BulkheadError(codes.TIMEOUT, `the task timed out after ${task.timeout} ms`)
-        this.#drop(id, task, kind === 1, error, error)
-      }
+  // Named limiters: ids of this handle's tasks that a release in another
+  // thread (or another handle) started.
+  #wake(ids) {
+    for (const id of ids) {
+      if (this.#tasks[id] !== undefined) this.#start(id)
     }
-    if (this.#waiters.length > 0) this.#notify()
   }
 
   /** Tasks running now. */

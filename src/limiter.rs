@@ -27,7 +27,7 @@
 //! clock), so tests drive it by hand.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -256,6 +256,14 @@ struct Task {
 /// Deadline heap entries: (deadline in microseconds, id, generation).
 type DeadlineEntry = Reverse<(u64, u32, u32)>;
 
+/// One owner's deadlines: a heap with lazy deletion, and how many of its
+/// entries are live.
+#[derive(Debug, Default)]
+struct Deadlines {
+  heap: BinaryHeap<DeadlineEntry>,
+  live: usize,
+}
+
 /// The state machine. See the module documentation.
 #[derive(Debug)]
 pub struct LimiterCore {
@@ -267,8 +275,9 @@ pub struct LimiterCore {
   free: Vec<u32>,
   queue: BTreeMap<QueueKey, u32>,
   sequence: u64,
-  deadlines: BinaryHeap<DeadlineEntry>,
-  live_deadlines: usize,
+  // Per owner, so each owner of a shared limiter times out only its own
+  // tasks (see `expire_owner`); a local limiter has the one owner 0.
+  deadlines: HashMap<u64, Deadlines>,
   starts: VecDeque<f64>,
   started: Vec<u32>,
   stats: Stats,
@@ -326,8 +335,7 @@ impl LimiterCore {
       free: Vec::new(),
       queue: BTreeMap::new(),
       sequence: 0,
-      deadlines: BinaryHeap::new(),
-      live_deadlines: 0,
+      deadlines: HashMap::new(),
       starts: VecDeque::new(),
       started: Vec::new(),
       stats: Stats::default(),
@@ -420,7 +428,7 @@ impl LimiterCore {
       self.tasks[id as usize].state = State::Waiting { key, since: now };
     }
     if deadline.is_finite() {
-      self.push_deadline(deadline, id, generation);
+      self.push_deadline(owner, deadline, id, generation);
     }
     Ok(Submitted {
       id,
@@ -486,22 +494,39 @@ impl LimiterCore {
   }
 
   /// Times out every task whose deadline is at or before `now`, waiting or
-  /// running, and reports them in deadline order.
+  /// running, and reports them (in deadline order for each owner).
   pub fn expire(&mut self, now: f64) -> Vec<Expired> {
+    let owners: Vec<u64> = self.deadlines.keys().copied().collect();
+    let mut out = Vec::new();
+    for owner in owners {
+      out.extend(self.expire_owner(owner, now));
+    }
+    self.drain(now);
+    out
+  }
+
+  /// [`LimiterCore::expire`] for the tasks of one owner only. A shared
+  /// limiter's handles each time out their own tasks, so the id of a task
+  /// that timed out while waiting is freed by the thread that owns it, never
+  /// under its feet by another thread.
+  pub fn expire_owner(&mut self, owner: u64, now: f64) -> Vec<Expired> {
     let mut out = Vec::new();
     let limit = micros(now);
-    while let Some(&Reverse((at, id, generation))) = self.deadlines.peek() {
+    while let Some(deadlines) = self.deadlines.get_mut(&owner) {
+      let Some(&Reverse((at, id, generation))) = deadlines.heap.peek() else {
+        break;
+      };
       if at > limit {
         break;
       }
-      self.deadlines.pop();
+      deadlines.heap.pop();
       let Some(task) = self.tasks.get(id as usize).copied() else {
         continue;
       };
       if task.generation != generation || task.state == State::Free {
         continue;
       }
-      self.live_deadlines -= 1;
+      deadlines.live -= 1;
       self.tasks[id as usize].deadline = f64::INFINITY;
       match task.state {
         State::Running {
@@ -523,10 +548,27 @@ impl LimiterCore {
   pub fn next_wake(&self) -> Option<f64> {
     let deadline = self
       .deadlines
-      .peek()
+      .values()
+      .filter_map(|d| d.heap.peek())
+      .map(|Reverse((at, _, _))| *at)
+      .min()
+      .map(|at| at as f64 / 1000.0);
+    Self::earliest(deadline, self.rate_blocks_head())
+  }
+
+  /// [`LimiterCore::next_wake`] for one owner: its own earliest deadline,
+  /// or when the rate lets the head start.
+  pub fn next_wake_owner(&self, owner: u64) -> Option<f64> {
+    let deadline = self
+      .deadlines
+      .get(&owner)
+      .and_then(|d| d.heap.peek())
       .map(|Reverse((at, _, _))| *at as f64 / 1000.0);
-    let rate = self.rate_blocks_head();
-    match (deadline, rate) {
+    Self::earliest(deadline, self.rate_blocks_head())
+  }
+
+  fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
       (Some(a), Some(b)) => Some(a.min(b)),
       (a, b) => a.or(b),
     }
@@ -617,9 +659,17 @@ impl LimiterCore {
       .copied()
       .filter(|&id| self.tasks[id as usize].owner == owner)
       .collect();
+    // Take them all out before anything starts: a drain between two of
+    // them could start the next one of this very owner.
     for &id in &ids {
-      self.cancel(id, Cancel::Aborted, now);
+      if let State::Waiting { key, .. } = self.tasks[id as usize].state {
+        self.queue.remove(&key);
+      }
+      self.count_cancel(Cancel::Aborted);
+      self.release(id);
     }
+    self.drain(now);
+    self.shrink_if_idle();
     ids
   }
 
@@ -664,7 +714,7 @@ impl LimiterCore {
 
   /// Entries in the deadline heap, stale ones included (for tests of its bound).
   pub fn deadline_entries(&self) -> usize {
-    self.deadlines.len()
+    self.deadlines.values().map(|d| d.heap.len()).sum()
   }
 
   // -- internals --
@@ -761,9 +811,8 @@ impl LimiterCore {
 
   fn release(&mut self, id: u32) {
     let task = &mut self.tasks[id as usize];
-    if task.deadline.is_finite() {
-      self.live_deadlines -= 1;
-    }
+    let owner = task.owner;
+    let had_deadline = task.deadline.is_finite();
     task.state = State::Free;
     task.deadline = f64::INFINITY;
     task.generation = task.generation.wrapping_add(1);
@@ -771,12 +820,17 @@ impl LimiterCore {
     // Stale entries (tasks that finished before their deadline) are dropped
     // when they reach the top; rebuild when they outnumber the live ones so
     // the heap stays proportional to the live tasks.
-    if self.deadlines.len() > 64 && self.deadlines.len() > 2 * self.live_deadlines {
-      let tasks = &self.tasks;
-      self.deadlines.retain(|Reverse((_, id, generation))| {
-        let task = &tasks[*id as usize];
-        task.generation == *generation && task.state != State::Free
-      });
+    let tasks = &self.tasks;
+    if let Some(deadlines) = self.deadlines.get_mut(&owner) {
+      if had_deadline {
+        deadlines.live -= 1;
+      }
+      if deadlines.heap.len() > 64 && deadlines.heap.len() > 2 * deadlines.live {
+        deadlines.heap.retain(|Reverse((_, id, generation))| {
+          let task = &tasks[*id as usize];
+          task.generation == *generation && task.state != State::Free
+        });
+      }
     }
   }
 
@@ -788,15 +842,15 @@ impl LimiterCore {
       self.free.clear();
       self.free.shrink_to(64);
       self.deadlines.clear();
-      self.deadlines.shrink_to(64);
-      self.live_deadlines = 0;
+      self.deadlines.shrink_to(4);
     }
   }
 
-  fn push_deadline(&mut self, deadline: f64, id: u32, generation: u32) {
-    self.live_deadlines += 1;
-    self
-      .deadlines
+  fn push_deadline(&mut self, owner: u64, deadline: f64, id: u32, generation: u32) {
+    let deadlines = self.deadlines.entry(owner).or_default();
+    deadlines.live += 1;
+    deadlines
+      .heap
       .push(Reverse((micros(deadline), id, generation)));
   }
 }
@@ -1188,6 +1242,49 @@ mod tests {
     );
     assert_eq!(c.pending(), 1);
     assert!(!a3.started);
+  }
+
+  #[test]
+  fn each_owner_times_out_only_its_own_tasks() {
+    let mut c = core(1);
+    let with_timeout = |ms| TaskOptions {
+      timeout_ms: Some(ms),
+      ..TaskOptions::default()
+    };
+    let _running = c.submit_owned(TaskOptions::default(), 1, 0.0).unwrap();
+    let mine = c.submit_owned(with_timeout(10.0), 1, 0.0).unwrap();
+    let theirs = c.submit_owned(with_timeout(5.0), 2, 0.0).unwrap();
+    assert_eq!(c.next_wake_owner(1), Some(10.0));
+    assert_eq!(c.next_wake_owner(2), Some(5.0));
+    assert_eq!(c.next_wake(), Some(5.0));
+    assert_eq!(
+      c.expire_owner(1, 20.0),
+      vec![Expired {
+        id: mine.id,
+        was_waiting: true
+      }]
+    );
+    assert_eq!(c.pending(), 1, "owner 2's overdue task waits for owner 2");
+    assert_eq!(
+      c.expire_owner(2, 20.0),
+      vec![Expired {
+        id: theirs.id,
+        was_waiting: true
+      }]
+    );
+    assert_eq!(c.next_wake(), None);
+  }
+
+  #[test]
+  fn clearing_an_owner_never_starts_its_own_next_task() {
+    let mut c = core(2);
+    let _a = c.submit_owned(TaskOptions::default(), 1, 0.0).unwrap();
+    let heavy = c.submit_owned(opts(2, 0), 1, 0.0).unwrap();
+    let light = c.submit_owned(opts(1, 0), 1, 0.0).unwrap();
+    let other = c.submit_owned(opts(1, 0), 2, 0.0).unwrap();
+    assert_eq!(c.clear_owner(1, 0.0), vec![heavy.id, light.id]);
+    assert_eq!(c.take_started(), vec![other.id]);
+    assert_eq!(c.active(), 2);
   }
 
   #[test]

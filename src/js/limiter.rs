@@ -491,11 +491,12 @@ pub fn limiter_raw_functions(env: &Env) -> napi::Result<Object<'_>> {
 // tags its tasks with its own owner number. After every operation the
 // tasks started or timed out are sorted by owner: the caller's own come
 // back in the return value, as for `NativeLimiter`; every other owner gets
-// one batched call of its weak thread-safe function (`wake(events)`, each
-// event `id * 4 + kind`: 0 started, 1 timed out while waiting, 2 timed out
-// while running), on its own thread. A `NamedLimiter` that is closed or
+// one batched call of its weak thread-safe function (`wake(ids)`, the ids of
+// its tasks that started), on its own thread. A `NamedLimiter` that is closed or
 // collected (also when its worker exits) drops its tasks and gives their
-// permits back, which may wake other owners.
+// permits back, which may wake other owners. Each handle times out only its
+// own tasks (`expire_owner`, from its own timer), so an id is only ever freed
+// by the thread that owns it and no timeout has to cross threads.
 // ---------------------------------------------------------------------------
 
 use std::collections::HashMap;
@@ -519,32 +520,23 @@ struct Shared {
 static NAMED: Registry<Mutex<Shared>> = Registry::new();
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
-const STARTED: u32 = 0;
-const EXPIRED_WAITING: u32 = 1;
-const EXPIRED_RUNNING: u32 = 2;
-
 /// Events for other owners, delivered after the lock is released.
 type Outbox = Vec<(Arc<Waker>, Vec<u32>)>;
 
-/// Sorts `events` (id, kind) by owner: returns `owner`'s, queues the rest.
-fn route(
-  shared: &Shared,
-  owner: u64,
-  events: Vec<(u32, u32)>,
-  outbox: &mut Outbox,
-) -> Vec<(u32, u32)> {
+/// Sorts started task ids by owner: returns `owner`'s, queues the rest.
+fn route(shared: &Shared, owner: u64, started: Vec<u32>, outbox: &mut Outbox) -> Vec<u32> {
   let mut own = Vec::new();
   let mut others: HashMap<u64, Vec<u32>> = HashMap::new();
-  for (id, kind) in events {
+  for id in started {
     match shared.core.owner_of(id) {
-      Some(o) if o == owner => own.push((id, kind)),
-      Some(o) => others.entry(o).or_default().push(id * 4 + kind),
+      Some(o) if o == owner => own.push(id),
+      Some(o) => others.entry(o).or_default().push(id),
       None => {}
     }
   }
-  for (o, list) in others {
+  for (o, ids) in others {
     if let Some(waker) = shared.wakers.get(&o) {
-      outbox.push((Arc::clone(waker), list));
+      outbox.push((Arc::clone(waker), ids));
     }
   }
   own
@@ -692,39 +684,19 @@ impl NamedLimiter {
       return Vec::new();
     };
     let mut outbox = Vec::new();
-    // Expire, start and sort by owner under one lock: an expired waiting
-    // task's id is free at once, and another thread could take it before a
-    // second lock, which would send this timeout to the wrong owner.
-    let (own_expired, own_started) = {
+    let (expired, own_started) = {
       let mut guard = shared.lock();
       let now = guard.clock.now_ms();
-      let expired = guard.core.expire(now);
+      let expired = guard.core.expire_owner(owner, now);
       guard.core.poll(now);
       let started = guard.core.take_started();
-      let events = expired
-        .iter()
-        .map(|e| {
-          let kind = if e.was_waiting {
-            EXPIRED_WAITING
-          } else {
-            EXPIRED_RUNNING
-          };
-          (e.id, kind)
-        })
-        .chain(started.into_iter().map(|id| (id, STARTED)))
-        .collect();
-      let own = route(&guard, owner, events, &mut outbox);
-      let (started, expired): (Vec<_>, Vec<_>) =
-        own.into_iter().partition(|&(_, kind)| kind == STARTED);
-      (expired, started)
+      (expired, route(&guard, owner, started, &mut outbox))
     };
     deliver(outbox);
-    self
-      .own_started
-      .extend(own_started.into_iter().map(|(id, _)| id));
-    own_expired
+    self.own_started.extend(own_started);
+    expired
       .into_iter()
-      .map(|(id, kind)| id * 2 + u32::from(kind == EXPIRED_WAITING))
+      .map(|e| e.id * 2 + u32::from(e.was_waiting))
       .collect()
   }
 
@@ -735,7 +707,7 @@ impl NamedLimiter {
       return -1.0;
     };
     let shared = shared.lock();
-    match shared.core.next_wake() {
+    match shared.core.next_wake_owner(self.owner) {
       Some(at) => (at - shared.clock.now_ms()).max(0.0),
       None => -1.0,
     }
@@ -818,8 +790,7 @@ impl NamedLimiter {
       let now = guard.clock.now_ms();
       guard.core.forget_owner(owner, now);
       let started = guard.core.take_started();
-      let events = started.into_iter().map(|id| (id, STARTED)).collect();
-      let _ = route(&guard, owner, events, &mut outbox);
+      let _ = route(&guard, owner, started, &mut outbox);
       guard.wakers.remove(&owner)
     };
     deliver(outbox);
@@ -847,11 +818,10 @@ impl NamedLimiter {
       let now = guard.clock.now_ms();
       op(&mut guard, now);
       let started = guard.core.take_started();
-      let events = started.into_iter().map(|id| (id, STARTED)).collect();
-      route(&guard, owner, events, &mut outbox)
+      route(&guard, owner, started, &mut outbox)
     };
     deliver(outbox);
-    self.own_started.extend(own.into_iter().map(|(id, _)| id));
+    self.own_started.extend(own);
   }
 
   fn first_own_started(&mut self) -> f64 {
