@@ -2,7 +2,8 @@
 // measured after full collections: 1M tasks through pLimit's limit() and
 // through Limiter.run() (each with a timeout and a long-lived signal) leave
 // the heap at its baseline, and a long async source through mapIterable()
-// runs in flat memory. (The issue asks for a 10M-item source through map();
+// runs in flat memory, and named limiters dropped without close() are
+// collected and free their shared state. (The issue asks for a 10M-item source through map();
 // map() must keep its results, so the bounded-memory check uses mapIterable
 // over 500k items to keep this file well under a minute; map()'s read-ahead
 // bound is checked separately.)
@@ -29,4 +30,6 @@ test('1M tasks through limit() and Limiter.run() return the heap to baseline; lo
   assert.ok(late - early < 2 * MB, `mapIterable heap grew ${(late - early) / MB} MB`)
   assert.equal(report.map.results, report.map.items)
   assert.ok(report.map.maxAhead <= 8 + 1, `map() read ${report.map.maxAhead} items ahead`)
+  assert.equal(report.named.open, report.named.before + 5)
+  assert.equal(report.named.after, report.named.before, 'dropped named limiters were collected and freed')
 })

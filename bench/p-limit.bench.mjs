@@ -1,7 +1,8 @@
 // pLimit / Limiter vs p-limit 7, in one process, runs interleaved:
 //  - 200k trivial async tasks queued at once at concurrency 1, 10, 100
 //    (target: bulkhead pLimit >= 2x p-limit's tasks/s);
-//  - the same with Limiter, plain and with a timeout and a signal on each task;
+//  - the same with Limiter, plain, with a timeout and a signal on each task,
+//    and named (process-wide, used from one thread here);
 //  - heap per pending task with 1M tasks queued (target: <= 0.5x p-limit's);
 //  - the cost of the two per-task native calls, napi-rs class methods vs the
 //    hand-registered Node-API functions Limiter uses.
@@ -25,13 +26,15 @@ function burst(makeLimit) {
   }
 }
 
-function limiterBurst(concurrency, perTask) {
+let names = 0
+function limiterBurst(concurrency, perTask, { named = false } = {}) {
   return async (n) => {
-    const limiter = new Limiter({ concurrency })
+    const limiter = new Limiter({ concurrency, ...(named ? { name: `bench-${names++}` } : {}) })
     const promises = new Array(n)
     const options = perTask()
     for (let i = 0; i < n; i++) promises[i] = limiter.run(noop, options?.(i))
     await Promise.all(promises)
+    if (named) await limiter.close()
   }
 }
 
@@ -62,6 +65,7 @@ for (const concurrency of [1, 10, 100]) {
           const options = { timeout: 60_000, signal: shared.signal }
           return () => options
         }),
+        'Limiter { name }': limiterBurst(concurrency, () => undefined, { named: true }),
         'p-limit': burst(() => peerPLimit(concurrency)),
       },
       { iterations: TASKS, runs: 5 },
