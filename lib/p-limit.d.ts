@@ -1,1 +1,165 @@
-export {}
+export type LimitFunction = {
+  /** The number of promises that are currently running. */
+  readonly activeCount: number
+  /** The number of promises that are waiting to run (their `fn` was not called yet). */
+  readonly pendingCount: number
+  /** Get or set the concurrency limit. Raising it starts queued tasks (in a microtask). */
+  concurrency: number
+  /**
+   * Discard pending promises that are waiting to run. Running ones are not cancelled.
+   * With `rejectOnClear`, pending promises reject with an `AbortError`.
+   */
+  clearQueue: () => void
+  /**
+   * Process an iterable of inputs with limited concurrency; the mapper receives the item and its index.
+   * Equivalent to `Promise.all(Array.from(iterable, (item, index) => limit(mapperFunction, item, index)))`.
+   */
+  map: <Input, ReturnType>(
+    iterable: Iterable<Input>,
+    mapperFunction: (input: Input, index: number) => PromiseLike<ReturnType> | ReturnType,
+  ) => Promise<ReturnType[]>
+  /**
+   * Runs `fn(...arguments)` when a slot is free.
+   * @returns The promise returned by calling `fn(...arguments)`.
+   */
+  <Arguments extends unknown[], ReturnType>(
+    function_: (...arguments_: Arguments) => PromiseLike<ReturnType> | ReturnType,
+    ...arguments_: Arguments
+  ): Promise<ReturnType>
+}
+
+export type Options = {
+  /** Concurrency limit. Minimum: `1` (`Infinity` allowed). */
+  readonly concurrency: number
+  /** Reject pending promises with an `AbortError` when `clearQueue()` is called. Default: `false`. */
+  readonly rejectOnClear?: boolean
+}
+
+/**
+ * Run multiple promise-returning and async functions with limited concurrency (p-limit 7 semantics).
+ * @param concurrency - Concurrency limit, or an options object with a `concurrency` property.
+ * @returns A `limit` function.
+ */
+declare function pLimit(concurrency: number | Options): LimitFunction
+
+/** `function_` wrapped so that at most `options.concurrency` calls run at once. */
+export declare function limitFunction<Arguments extends unknown[], ReturnType>(
+  function_: (...arguments_: Arguments) => PromiseLike<ReturnType>,
+  options: Options,
+): ((...arguments_: Arguments) => Promise<ReturnType>) & Pick<LimitFunction, 'clearQueue'>
+
+export { pLimit }
+export default pLimit
+
+/** Options of `new Limiter()`. */
+export interface LimiterOptions {
+  /** Permits (tasks of weight 1 running at once). Integer >= 1 or `Infinity`. Required unless `rate` is given (then default `Infinity`). */
+  concurrency?: number
+  /** Most tasks that may wait; one more is rejected at once with `ERR_QUEUE_FULL`. Default `Infinity`. */
+  maxPending?: number
+  /** Default per-task timeout in ms, covering queue wait and run time together (`ERR_TIMEOUT`). Default: none. */
+  timeout?: number
+  /** At most `limit` starts in any window of `interval` ms. */
+  rate?: { limit: number; interval: number }
+  /**
+   * A process-wide limiter shared by every worker_thread that opens the same name (its permits,
+   * queue, deadlines, rate and stats live in Rust). Every handle must pass the same
+   * `concurrency`, `maxPending` and `rate`.
+   */
+  name?: string
+}
+
+/** Options of `limiter.run()`. */
+export interface RunOptions {
+  /** Aborts the task: removed from the queue at once, or told through its own signal if running (`ERR_ABORTED`). */
+  signal?: AbortSignal
+  /** Ms from `run()` until the task times out, waiting or running (`ERR_TIMEOUT`). Overrides the limiter's. */
+  timeout?: number
+  /** Higher runs first; FIFO within a priority. Default 0. 32-bit integer. */
+  priority?: number
+  /** Permits the task takes, 1 to `concurrency`. Default 1. */
+  weight?: number
+}
+
+/** Options of `limiter.map()` and `limiter.mapIterable()`. */
+export interface MapOptions {
+  /** Items in flight (and, for `mapIterable`, finished but unread). Default: the limiter's concurrency, or 16 if that is Infinity. */
+  concurrency?: number
+  /** Resolve to `Promise.allSettled`-shaped outcomes instead of rejecting on the first error. Default false. */
+  settle?: boolean
+  /** Stops pulling the source and aborts the tasks in flight (`ERR_ABORTED`). */
+  signal?: AbortSignal
+}
+
+/** Counters and percentiles of a limiter; times in milliseconds. */
+export interface LimiterStats {
+  active: number
+  pending: number
+  permitsInUse: number
+  completed: number
+  rejected: number
+  timedOut: number
+  aborted: number
+  queueFull: number
+  waitP50: number
+  waitP90: number
+  waitP99: number
+  runP50: number
+  runP90: number
+  runP99: number
+}
+
+/** A bounded, cancellable concurrency limiter with priorities, weights, rate limits and stats. */
+export declare class Limiter {
+  constructor(options?: LimiterOptions)
+  /** Tasks running now. */
+  readonly activeCount: number
+  /** Tasks waiting for permits. */
+  readonly pendingCount: number
+  /** Permits; raising it starts waiting tasks. */
+  concurrency: number
+  /** Whether `pause()` is in force. */
+  readonly isPaused: boolean
+  /** Native task slots held (for leak tests). */
+  readonly nativeSlots: number
+  /** Runs `fn(signal)` when permits are free; the promise settles as `fn` does, or with `ERR_TIMEOUT`/`ERR_ABORTED`/`ERR_QUEUE_FULL`. */
+  run<T>(fn: (signal: AbortSignal) => PromiseLike<T> | T, options?: RunOptions): Promise<T>
+  /** Stops starting waiting tasks. */
+  pause(): void
+  /** Starts waiting tasks again. */
+  resume(): void
+  /** Rejects every waiting task with `ERR_ABORTED`. */
+  clear(): void
+  /** Refuses new tasks (`ERR_CLOSED`), clears the queue, resolves when running tasks finished. */
+  close(): Promise<void>
+  /** Resolves when nothing runs and nothing waits. */
+  onIdle(): Promise<void>
+  /** Resolves when nothing waits. */
+  onEmpty(): Promise<void>
+  /** Resolves when fewer than `limit` tasks wait. */
+  onSizeLessThan(limit: number): Promise<void>
+  /** Counters and wait/run percentiles. */
+  stats(): LimiterStats
+  /** Results of `fn` over `source`, in input order, pulling the source lazily. */
+  map<T, R>(
+    source: Iterable<T> | AsyncIterable<T>,
+    fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
+    options: MapOptions & { settle: true },
+  ): Promise<PromiseSettledResult<R>[]>
+  map<T, R>(
+    source: Iterable<T> | AsyncIterable<T>,
+    fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
+    options?: MapOptions & { settle?: false },
+  ): Promise<R[]>
+  /** Results of `fn` over `source` as an async iterable, in input order, with bounded read-ahead and buffering. */
+  mapIterable<T, R>(
+    source: Iterable<T> | AsyncIterable<T>,
+    fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
+    options: MapOptions & { settle: true },
+  ): AsyncGenerator<PromiseSettledResult<R>, void, undefined>
+  mapIterable<T, R>(
+    source: Iterable<T> | AsyncIterable<T>,
+    fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
+    options?: MapOptions & { settle?: false },
+  ): AsyncGenerator<R, void, undefined>
+}
