@@ -25,10 +25,10 @@ const doubled: Promise<number> = limited(2)
 limited.clearQueue()
 void [n, s, counts, mapped, doubled]
 
-import { Limiter, type LimiterStats, type RunOptions } from 'bulkhead/p-limit'
+import { Limiter, type LimiterStats, type LimiterRunOptions } from 'bulkhead/p-limit'
 
 const limiter = new Limiter({ concurrency: 4, maxPending: 100, timeout: 1000, rate: { limit: 10, interval: 1000 } })
-const runOptions: RunOptions = { signal: AbortSignal.timeout(10), timeout: 5, priority: 1, weight: 2 }
+const runOptions: LimiterRunOptions = { signal: AbortSignal.timeout(10), timeout: 5, priority: 1, weight: 2 }
 const ran: Promise<number> = limiter.run(async (signal: AbortSignal) => (signal.aborted ? 0 : 1), runOptions)
 const stats: LimiterStats = limiter.stats()
 const p99: number = stats.waitP99 + stats.runP99

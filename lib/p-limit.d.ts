@@ -70,7 +70,7 @@ export interface LimiterOptions {
 }
 
 /** Options of `limiter.run()`. */
-export interface RunOptions {
+export interface LimiterRunOptions {
   /** Aborts the task: removed from the queue at once, or told through its own signal if running (`ERR_ABORTED`). */
   signal?: AbortSignal
   /** Ms from `run()` until the task times out, waiting or running (`ERR_TIMEOUT`). Overrides the limiter's. */
@@ -82,7 +82,7 @@ export interface RunOptions {
 }
 
 /** Options of `limiter.map()` and `limiter.mapIterable()`. */
-export interface MapOptions {
+export interface LimiterMapOptions {
   /** Items in flight (and, for `mapIterable`, finished but unread). Default: the limiter's concurrency, or 16 if that is Infinity. */
   concurrency?: number
   /** Resolve to `Promise.allSettled`-shaped outcomes instead of rejecting on the first error. Default false. */
@@ -123,7 +123,7 @@ export declare class Limiter {
   /** Native task slots held (for leak tests). */
   readonly nativeSlots: number
   /** Runs `fn(signal)` when permits are free; the promise settles as `fn` does, or with `ERR_TIMEOUT`/`ERR_ABORTED`/`ERR_QUEUE_FULL`. */
-  run<T>(fn: (signal: AbortSignal) => PromiseLike<T> | T, options?: RunOptions): Promise<T>
+  run<T>(fn: (signal: AbortSignal) => PromiseLike<T> | T, options?: LimiterRunOptions): Promise<T>
   /** Stops starting waiting tasks. */
   pause(): void
   /** Starts waiting tasks again. */
@@ -144,22 +144,22 @@ export declare class Limiter {
   map<T, R>(
     source: Iterable<T> | AsyncIterable<T>,
     fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
-    options: MapOptions & { settle: true },
+    options: LimiterMapOptions & { settle: true },
   ): Promise<PromiseSettledResult<R>[]>
   map<T, R>(
     source: Iterable<T> | AsyncIterable<T>,
     fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
-    options?: MapOptions & { settle?: false },
+    options?: LimiterMapOptions & { settle?: false },
   ): Promise<R[]>
   /** Results of `fn` over `source` as an async iterable, in input order, with bounded read-ahead and buffering. */
   mapIterable<T, R>(
     source: Iterable<T> | AsyncIterable<T>,
     fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
-    options: MapOptions & { settle: true },
+    options: LimiterMapOptions & { settle: true },
   ): AsyncGenerator<PromiseSettledResult<R>, void, undefined>
   mapIterable<T, R>(
     source: Iterable<T> | AsyncIterable<T>,
     fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
-    options?: MapOptions & { settle?: false },
+    options?: LimiterMapOptions & { settle?: false },
   ): AsyncGenerator<R, void, undefined>
 }
