@@ -7,6 +7,10 @@ import { fileURLToPath } from 'node:url'
 
 const demo = fileURLToPath(new URL('../examples/demo.mjs', import.meta.url))
 
+// Figures that count things (failed calls, retained objects, runs of
+// createSession, heap bytes) must be on bulkhead's side. Wall-clock figures
+// (marked `timing` in the demo) are only checked to be measured: on a shared
+// machine a timing can land on either side, and tests never assert speed.
 test('npm run demo -- --quick --json reports every trap removed', () => {
   const result = spawnSync(process.execPath, ['--expose-gc', demo, '--quick', '--json'], {
     encoding: 'utf8',
@@ -16,10 +20,13 @@ test('npm run demo -- --quick --json reports every trap removed', () => {
   const report = JSON.parse(result.stdout)
   assert.deepEqual(report.missingPrimitives, [])
   assert.equal(report.scenarios.length, 12)
+  assert.equal(report.scenarios.filter((s) => s.timing).length, 3, 'only the three wall-clock scenarios skip the direction check')
   for (const s of report.scenarios) {
     assert.equal(s.error, undefined, `${s.id}: ${s.error}`)
     assert.equal(typeof s.naive, 'number', s.id)
     assert.equal(typeof s.bulkhead, 'number', s.id)
+    assert.ok(Number.isFinite(s.naive) && Number.isFinite(s.bulkhead), s.id)
+    if (s.timing) continue
     assert.ok(s.ok, `${s.id}: bulkhead ${s.bulkhead} is not ${s.better} than naive ${s.naive} (${s.unit})`)
   }
 })
