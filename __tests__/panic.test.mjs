@@ -8,6 +8,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Worker } from 'node:worker_threads'
 import { createRequire } from 'node:module'
+import { readdirSync, readFileSync } from 'node:fs'
 
 const require = createRequire(import.meta.url)
 const native = require('../lib/native.js')
@@ -122,4 +123,44 @@ test('a panic in a worker_thread reaches that worker as ERR_INTERNAL; the worker
   } finally {
     disarm()
   }
+})
+
+// The rule holds for entry points added later too: every `#[napi]` function
+// in the glue says `catch_unwind`, and every hand-registered `extern "C"`
+// callback runs its body in `guard::raw` or `guard::quiet` (guard.rs's own
+// env-cleanup hook cannot panic and is the one exception).
+test('every entry point in src/js is guarded (source check)', () => {
+  const dir = new URL('../src/js/', import.meta.url)
+  const files = readdirSync(dir).filter((f) => f.endsWith('.rs'))
+  const unguarded = []
+  let napiFns = 0
+  let rawFns = 0
+  for (const file of files) {
+    const lines = readFileSync(new URL(file, dir), 'utf8').split('\n')
+    for (let i = 0; i < lines.length; i++) {
+      if (/^\s*#\[napi\b/.test(lines[i])) {
+        let attr = lines[i]
+        let j = i
+        while (!attr.trimEnd().endsWith(']')) attr += lines[++j]
+        let k = j + 1
+        while (/^\s*(#\[|\/\/)/.test(lines[k])) k++
+        const isFn = /^\s*(pub(\(crate\))?\s+)?(unsafe\s+)?fn\s/.test(lines[k])
+        if (isFn && !attr.includes('module_exports')) {
+          napiFns++
+          if (!attr.includes('catch_unwind')) unguarded.push(`${file}:${i + 1} ${lines[k].trim()}`)
+        }
+      }
+      if (/^unsafe extern "C" fn /.test(lines[i]) && !lines[i].includes('fn forget_env(')) {
+        rawFns++
+        let k = i
+        while (!lines[k].trimEnd().endsWith('{')) k++
+        if (!/^\s*guard::(raw\(\w+, \|\| \{|quiet\(\|\| \{)$/.test(lines[k + 1])) {
+          unguarded.push(`${file}:${i + 1} ${lines[i].trim()}`)
+        }
+      }
+    }
+  }
+  assert.ok(napiFns > 80, `found ${napiFns} #[napi] functions`)
+  assert.ok(rawFns > 25, `found ${rawFns} raw callbacks`)
+  assert.deepEqual(unguarded, [])
 })
