@@ -127,14 +127,16 @@ test('a panic in a worker_thread reaches that worker as ERR_INTERNAL; the worker
 
 // The rule holds for entry points added later too: every `#[napi]` function
 // in the glue says `catch_unwind`, and every hand-registered `extern "C"`
-// callback runs its body in `guard::raw` or `guard::quiet` (guard.rs's own
-// env-cleanup hook cannot panic and is the one exception).
+// callback and every class `Drop` (run by a finalizer) runs its body in
+// `guard::raw` or `guard::quiet` (guard.rs's own env-cleanup hook cannot
+// panic and is the one exception).
 test('every entry point in src/js is guarded (source check)', () => {
   const dir = new URL('../src/js/', import.meta.url)
   const files = readdirSync(dir).filter((f) => f.endsWith('.rs'))
   const unguarded = []
   let napiFns = 0
   let rawFns = 0
+  let drops = 0
   for (const file of files) {
     const lines = readFileSync(new URL(file, dir), 'utf8').split('\n')
     for (let i = 0; i < lines.length; i++) {
@@ -150,6 +152,10 @@ test('every entry point in src/js is guarded (source check)', () => {
           if (!attr.includes('catch_unwind')) unguarded.push(`${file}:${i + 1} ${lines[k].trim()}`)
         }
       }
+      if (/^impl Drop for /.test(lines[i])) {
+        drops++
+        if (!lines.slice(i + 1, i + 5).some((l) => /^\s*guard::quiet\(\|\| \{$/.test(l))) unguarded.push(`${file}:${i + 1} ${lines[i].trim()}`)
+      }
       if (/^unsafe extern "C" fn /.test(lines[i]) && !lines[i].includes('fn forget_env(')) {
         rawFns++
         let k = i
@@ -162,5 +168,6 @@ test('every entry point in src/js is guarded (source check)', () => {
   }
   assert.ok(napiFns > 80, `found ${napiFns} #[napi] functions`)
   assert.ok(rawFns > 25, `found ${rawFns} raw callbacks`)
+  assert.ok(drops >= 5, `found ${drops} Drop impls`)
   assert.deepEqual(unguarded, [])
 })

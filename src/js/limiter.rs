@@ -105,13 +105,16 @@ pub struct NativeLimiter {
 
 impl Drop for NativeLimiter {
   fn drop(&mut self) {
-    let handle = self.handle as usize;
-    // `try_with`: at thread exit the table may be gone already.
-    let _ = CORES.try_with(|cores| {
-      if let Some(slot) = cores.borrow_mut().get_mut(handle) {
-        *slot = None;
-      }
-    });
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      let handle = self.handle as usize;
+      // `try_with`: at thread exit the table may be gone already.
+      let _ = CORES.try_with(|cores| {
+        if let Some(slot) = cores.borrow_mut().get_mut(handle) {
+          *slot = None;
+        }
+      });
+    })
   }
 }
 
@@ -840,6 +843,9 @@ impl NamedLimiter {
 
 impl Drop for NamedLimiter {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }

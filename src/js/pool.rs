@@ -639,10 +639,13 @@ impl PoolCore {
 
 impl Drop for PoolCore {
   fn drop(&mut self) {
-    // Collected without destroy(): fail what is left so nothing waits, and
-    // let the timer thread go.
-    self.pool.destroy();
-    POOLS.lock().1.remove(&self.id);
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      // Collected without destroy(): fail what is left so nothing waits, and
+      // let the timer thread go.
+      self.pool.destroy();
+      POOLS.lock().1.remove(&self.id);
+    })
   }
 }
 

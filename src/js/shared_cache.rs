@@ -939,7 +939,10 @@ impl SharedCacheHandle {
 
 impl Drop for SharedCacheHandle {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }
 

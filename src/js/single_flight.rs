@@ -11,6 +11,7 @@
 //! flight costs no crossing of its own, and the Rust queue holds only live
 //! flights.
 
+use super::guard;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -482,6 +483,9 @@ impl NamedFlightGroup {
 
 impl Drop for NamedFlightGroup {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }
