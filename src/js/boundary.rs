@@ -5,6 +5,7 @@
 //! napi-rs's generated wrappers, once as hand-registered Node-API functions,
 //! so every later choice of entry point can cite a measured number.
 
+use super::guard;
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::ptr;
@@ -14,17 +15,17 @@ use napi::{sys, JsValue};
 use napi_derive::napi;
 
 /// Does nothing (napi-rs `#[napi] fn`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn boundary_noop() {}
 
 /// Returns `a + b` (napi-rs `#[napi] fn` with two numbers).
-#[napi]
+#[napi(catch_unwind)]
 pub fn boundary_add(a: i32, b: i32) -> i32 {
   a.wrapping_add(b)
 }
 
 /// Returns the UTF-8 length of `s` (napi-rs, the string copied into a `String`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn boundary_str_len(s: String) -> u32 {
   s.len() as u32
 }
@@ -38,16 +39,40 @@ pub struct BoundaryProbe {
 #[napi]
 impl BoundaryProbe {
   /// A probe that returns `value`.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(value: u32) -> Self {
     Self { value }
   }
 
   /// Returns the value given to the constructor.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn get(&self) -> u32 {
     self.value
   }
+
+  /// Test hook for panics in a class method (see [`panic_probe`]).
+  #[napi(catch_unwind, js_name = "__panicProbe")]
+  pub fn panic_probe(&self) -> bool {
+    panic_if_armed("BoundaryProbe.__panicProbe")
+  }
+}
+
+/// Panics on purpose when the environment variable `BULKHEAD_PANIC_PROBE`
+/// is `1` (tests set it to prove no panic crosses into Node); otherwise
+/// does nothing and returns `false`.
+fn panic_if_armed(what: &str) -> bool {
+  if std::env::var_os("BULKHEAD_PANIC_PROBE").is_some_and(|v| v == "1") {
+    panic!("panic probe: {what}");
+  }
+  false
+}
+
+/// Test hook: panics inside a `#[napi]` function when the environment
+/// variable `BULKHEAD_PANIC_PROBE` is `1`; otherwise returns `false`.
+/// Not part of the API.
+#[napi(catch_unwind, js_name = "__panicProbe")]
+pub fn panic_probe() -> bool {
+  panic_if_armed("__panicProbe")
 }
 
 // ---------------------------------------------------------------------------
@@ -88,50 +113,68 @@ unsafe fn args<const N: usize>(
 }
 
 unsafe extern "C" fn raw_noop(
-  _env: sys::napi_env,
+  env: sys::napi_env,
   _info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  // A null return is `undefined` to the caller.
-  ptr::null_mut()
+  guard::raw(env, || {
+    // A null return is `undefined` to the caller.
+    ptr::null_mut()
+  })
 }
 
 unsafe extern "C" fn raw_add(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  let Some([a, b]) = args::<2>(env, info) else {
-    return throw_type_error(env, c"rawAdd: cannot read arguments");
-  };
-  let (mut x, mut y) = (0i32, 0i32);
-  if sys::napi_get_value_int32(env, a, &mut x) != sys::Status::napi_ok
-    || sys::napi_get_value_int32(env, b, &mut y) != sys::Status::napi_ok
-  {
-    return throw_type_error(env, c"rawAdd: a and b must be numbers");
-  }
-  let mut result = ptr::null_mut();
-  sys::napi_create_int32(env, x.wrapping_add(y), &mut result);
-  result
+  guard::raw(env, || {
+    let Some([a, b]) = args::<2>(env, info) else {
+      return throw_type_error(env, c"rawAdd: cannot read arguments");
+    };
+    let (mut x, mut y) = (0i32, 0i32);
+    if sys::napi_get_value_int32(env, a, &mut x) != sys::Status::napi_ok
+      || sys::napi_get_value_int32(env, b, &mut y) != sys::Status::napi_ok
+    {
+      return throw_type_error(env, c"rawAdd: a and b must be numbers");
+    }
+    let mut result = ptr::null_mut();
+    sys::napi_create_int32(env, x.wrapping_add(y), &mut result);
+    result
+  })
 }
 
 unsafe extern "C" fn raw_str_len(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let Some([s]) = args::<1>(env, info) else {
-    return throw_type_error(env, c"rawStrLen: cannot read arguments");
-  };
-  let mut buf = [0 as c_char; STR_BUF_LEN];
-  let mut len = 0usize;
-  if sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr(), STR_BUF_LEN, &mut len)
-    != sys::Status::napi_ok
-  {
-    return throw_type_error(env, c"rawStrLen: s must be a string");
-  }
-  let mut result = ptr::null_mut();
-  sys::napi_create_uint32(env, len as u32, &mut result);
-  result
+  guard::raw(env, || {
+    let Some([s]) = args::<1>(env, info) else {
+      return throw_type_error(env, c"rawStrLen: cannot read arguments");
+    };
+    let mut buf = [0 as c_char; STR_BUF_LEN];
+    let mut len = 0usize;
+    if sys::napi_get_value_string_utf8(env, s, buf.as_mut_ptr(), STR_BUF_LEN, &mut len)
+      != sys::Status::napi_ok
+    {
+      return throw_type_error(env, c"rawStrLen: s must be a string");
+    }
+    let mut result = ptr::null_mut();
+    sys::napi_create_uint32(env, len as u32, &mut result);
+    result
+  })
 }
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 3] = [
+unsafe extern "C" fn raw_panic_probe(
+  env: sys::napi_env,
+  _info: sys::napi_callback_info,
+) -> sys::napi_value {
+  guard::raw(env, || {
+    let mut result = ptr::null_mut();
+    sys::napi_get_boolean(env, panic_if_armed("__panicProbeRaw"), &mut result);
+    result
+  })
+}
+
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 4] = [
+  (c"__panicProbeRaw", raw_panic_probe),
   (c"boundaryRawNoop", raw_noop),
   (c"boundaryRawAdd", raw_add),
   (c"boundaryRawStrLen", raw_str_len),
@@ -140,6 +183,7 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 3] = [
 /// Adds the hand-registered functions to the module's exports.
 #[napi(module_exports)]
 pub fn register_raw_boundary_functions(exports: Object, env: Env) -> napi::Result<()> {
+  guard::install(env.raw());
   for (name, callback) in RAW_FUNCTIONS {
     // SAFETY: `env` and `exports` are the live environment and exports object
     // Node passed to module init; `name` is NUL-terminated and 'static.

@@ -14,6 +14,7 @@
 //! through the `NativeLimiter` class, which owns its table entry and frees
 //! it when collected.
 
+use super::guard;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::ptr;
@@ -104,13 +105,16 @@ pub struct NativeLimiter {
 
 impl Drop for NativeLimiter {
   fn drop(&mut self) {
-    let handle = self.handle as usize;
-    // `try_with`: at thread exit the table may be gone already.
-    let _ = CORES.try_with(|cores| {
-      if let Some(slot) = cores.borrow_mut().get_mut(handle) {
-        *slot = None;
-      }
-    });
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      let handle = self.handle as usize;
+      // `try_with`: at thread exit the table may be gone already.
+      let _ = CORES.try_with(|cores| {
+        if let Some(slot) = cores.borrow_mut().get_mut(handle) {
+          *slot = None;
+        }
+      });
+    })
   }
 }
 
@@ -118,7 +122,7 @@ impl Drop for NativeLimiter {
 impl NativeLimiter {
   /// `concurrency` and `maxPending` are integers or `Infinity`; `rateLimit`
   /// 0 means no rate limit.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(
     concurrency: f64,
     max_pending: f64,
@@ -154,14 +158,14 @@ impl NativeLimiter {
   }
 
   /// The handle the raw functions `limiterSubmit` / `limiterFinish` take.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn handle(&self) -> u32 {
     self.handle
   }
 
   /// Submits a task; returns `id * 2 + 1` if it started, `id * 2` if it waits.
   /// A negative `timeout` means none. Throws `ERR_QUEUE_FULL`, `ERR_INVALID_ARG`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn submit(
     &mut self,
     weight: u32,
@@ -183,14 +187,14 @@ impl NativeLimiter {
 
   /// The function of running task `id` settled. Returns -1 if no task
   /// started, else `first * 2 + more` (call `takeStarted()` when `more`).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn finish(&mut self, id: u32, ok: bool) -> f64 {
     with_entry(self.handle, |e| finish(e, id, ok)).unwrap_or(-1.0)
   }
 
   /// Aborts (`timedOut` false) or times out task `id`. Returns a bit set:
   /// 1 = it was waiting and is gone, 2 = tasks started (`takeStarted()`).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn cancel(&mut self, id: u32, timed_out: bool) -> u32 {
     let why = if timed_out {
       Cancel::TimedOut
@@ -207,7 +211,7 @@ impl NativeLimiter {
 
   /// Times out due tasks and starts what the rate allows; returns the
   /// expired tasks as `id * 2 + wasWaiting`. Then call `takeStarted()`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn expire(&mut self) -> Vec<u32> {
     with_entry(self.handle, |e| {
       let now = e.clock.now_ms();
@@ -222,7 +226,7 @@ impl NativeLimiter {
   }
 
   /// Milliseconds until `expire()` should run again, or -1 for never.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn next_wake_in(&self) -> f64 {
     with_entry(self.handle, |e| match e.core.next_wake() {
       Some(at) => (at - e.clock.now_ms()).max(0.0),
@@ -232,13 +236,13 @@ impl NativeLimiter {
   }
 
   /// The ids started since the last call, in start order.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn take_started(&mut self) -> Vec<u32> {
     with_entry(self.handle, |e| e.core.take_started()).unwrap_or_default()
   }
 
   /// Changes the permits; returns whether tasks started.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn set_concurrency(&mut self, concurrency: f64) -> napi::Result<bool, ErrorCode> {
     let concurrency = limit_from_f64(concurrency, "concurrency")?;
     with_entry(self.handle, |e| {
@@ -251,13 +255,13 @@ impl NativeLimiter {
   }
 
   /// Stops starting waiting tasks.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn pause(&mut self) {
     with_entry(self.handle, |e| e.core.pause());
   }
 
   /// Starts waiting tasks again; returns whether tasks started.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn resume(&mut self) -> bool {
     with_entry(self.handle, |e| {
       let now = e.clock.now_ms();
@@ -268,19 +272,19 @@ impl NativeLimiter {
   }
 
   /// Removes every waiting task; returns their ids.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn clear(&mut self) -> Vec<u32> {
     with_entry(self.handle, |e| e.core.clear()).unwrap_or_default()
   }
 
   /// Counters and percentiles.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn stats(&self) -> NativeLimiterStats {
     to_js_stats(with_entry(self.handle, |e| e.core.stats()).unwrap_or_default())
   }
 
   /// Task slots allocated in the core (live or free), for leak tests.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn slots(&self) -> u32 {
     with_entry(self.handle, |e| e.core.slots() as u32).unwrap_or(0)
   }
@@ -384,38 +388,40 @@ unsafe extern "C" fn raw_submit(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let Some([h, w, p, t]) = read_args::<4>(env, info) else {
-    return throw(env, ERR_INVALID_ARG, "limiterSubmit: cannot read arguments");
-  };
-  let (Some(handle), Some(weight), Some(priority), Some(timeout)) = (
-    get_u32(env, h),
-    get_u32(env, w),
-    get_i32(env, p),
-    get_f64(env, t),
-  ) else {
-    return throw(
-      env,
-      ERR_INVALID_ARG,
-      "limiterSubmit: arguments must be numbers",
-    );
-  };
-  let options = TaskOptions {
-    weight: u64::from(weight),
-    priority,
-    timeout_ms: (timeout >= 0.0).then_some(timeout),
-  };
-  let outcome = with_entry(handle, |e| {
-    let now = e.clock.now_ms();
-    e.core.submit(options, now)
-  });
-  match outcome {
-    Some(Ok(submitted)) => double(env, encode(submitted.id, submitted.started)),
-    Some(Err(err)) => {
-      let code = CString::new(err.code.as_str()).expect("codes have no NUL");
-      throw(env, &code, &err.message)
+  guard::raw(env, || {
+    let Some([h, w, p, t]) = read_args::<4>(env, info) else {
+      return throw(env, ERR_INVALID_ARG, "limiterSubmit: cannot read arguments");
+    };
+    let (Some(handle), Some(weight), Some(priority), Some(timeout)) = (
+      get_u32(env, h),
+      get_u32(env, w),
+      get_i32(env, p),
+      get_f64(env, t),
+    ) else {
+      return throw(
+        env,
+        ERR_INVALID_ARG,
+        "limiterSubmit: arguments must be numbers",
+      );
+    };
+    let options = TaskOptions {
+      weight: u64::from(weight),
+      priority,
+      timeout_ms: (timeout >= 0.0).then_some(timeout),
+    };
+    let outcome = with_entry(handle, |e| {
+      let now = e.clock.now_ms();
+      e.core.submit(options, now)
+    });
+    match outcome {
+      Some(Ok(submitted)) => double(env, encode(submitted.id, submitted.started)),
+      Some(Err(err)) => {
+        let code = CString::new(err.code.as_str()).expect("codes have no NUL");
+        throw(env, &code, &err.message)
+      }
+      None => throw(env, ERR_CLOSED, "the limiter's native core is gone"),
     }
-    None => throw(env, ERR_CLOSED, "the limiter's native core is gone"),
-  }
+  })
 }
 
 /// `limiterFinish(handle, id, ok)`: as `NativeLimiter.finish`.
@@ -423,24 +429,26 @@ unsafe extern "C" fn raw_finish(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let Some([h, i, o]) = read_args::<3>(env, info) else {
-    return throw(env, ERR_INVALID_ARG, "limiterFinish: cannot read arguments");
-  };
-  let mut ok = false;
-  let (Some(handle), Some(id)) = (get_u32(env, h), get_u32(env, i)) else {
-    return throw(
+  guard::raw(env, || {
+    let Some([h, i, o]) = read_args::<3>(env, info) else {
+      return throw(env, ERR_INVALID_ARG, "limiterFinish: cannot read arguments");
+    };
+    let mut ok = false;
+    let (Some(handle), Some(id)) = (get_u32(env, h), get_u32(env, i)) else {
+      return throw(
+        env,
+        ERR_INVALID_ARG,
+        "limiterFinish: handle and id must be numbers",
+      );
+    };
+    if sys::napi_get_value_bool(env, o, &mut ok) != sys::Status::napi_ok {
+      return throw(env, ERR_INVALID_ARG, "limiterFinish: ok must be a boolean");
+    }
+    double(
       env,
-      ERR_INVALID_ARG,
-      "limiterFinish: handle and id must be numbers",
-    );
-  };
-  if sys::napi_get_value_bool(env, o, &mut ok) != sys::Status::napi_ok {
-    return throw(env, ERR_INVALID_ARG, "limiterFinish: ok must be a boolean");
-  }
-  double(
-    env,
-    with_entry(handle, |e| finish(e, id, ok)).unwrap_or(-1.0),
-  )
+      with_entry(handle, |e| finish(e, id, ok)).unwrap_or(-1.0),
+    )
+  })
 }
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
@@ -453,7 +461,7 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [
 /// Returns `{ limiterSubmit, limiterFinish }`, the hand-registered per-task
 /// functions (made here rather than in a `#[napi(module_exports)]` hook:
 /// napi-rs keeps only one such hook per addon, and boundary.rs has it).
-#[napi]
+#[napi(catch_unwind)]
 pub fn limiter_raw_functions(env: &Env) -> napi::Result<Object<'_>> {
   let functions = Object::new(env)?;
   for (name, callback) in RAW_FUNCTIONS {
@@ -564,7 +572,7 @@ impl NamedLimiter {
   /// Opens (or creates) the limiter called `name`. A limiter that exists
   /// must have been created with the same options. `wake(events)` is called
   /// on this thread when other threads start or time out this handle's tasks.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(
     name: String,
     concurrency: f64,
@@ -619,7 +627,7 @@ impl NamedLimiter {
   /// Whether this handle's wake-ups keep its thread alive: on while it has
   /// waiting tasks (another thread's release must be able to start them),
   /// off otherwise, so an idle limiter never holds a process open.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn keep_alive(&self, env: &Env, on: bool) {
     if let Some(waker) = &self.waker {
       // SAFETY: called on this handle's own JS thread with its live `env`;
@@ -635,7 +643,7 @@ impl NamedLimiter {
   }
 
   /// As `NativeLimiter.submit`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn submit(
     &mut self,
     weight: u32,
@@ -657,14 +665,14 @@ impl NamedLimiter {
   }
 
   /// As `NativeLimiter.finish`; other owners' started tasks are woken.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn finish(&mut self, id: u32, ok: bool) -> f64 {
     self.operate(|shared, now| shared.core.finish(id, ok, now));
     self.first_own_started()
   }
 
   /// As `NativeLimiter.cancel`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn cancel(&mut self, id: u32, timed_out: bool) -> u32 {
     let why = if timed_out {
       Cancel::TimedOut
@@ -677,7 +685,7 @@ impl NamedLimiter {
   }
 
   /// As `NativeLimiter.expire`; other owners' timeouts are delivered to them.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn expire(&mut self) -> Vec<u32> {
     let owner = self.owner;
     let Some(shared) = self.shared.as_ref() else {
@@ -701,7 +709,7 @@ impl NamedLimiter {
   }
 
   /// As `NativeLimiter.nextWakeIn`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn next_wake_in(&self) -> f64 {
     let Ok(shared) = self.shared() else {
       return -1.0;
@@ -714,13 +722,13 @@ impl NamedLimiter {
   }
 
   /// This handle's tasks started since the last call.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn take_started(&mut self) -> Vec<u32> {
     std::mem::take(&mut self.own_started)
   }
 
   /// As `NativeLimiter.setConcurrency` (for every thread).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn set_concurrency(&mut self, concurrency: f64) -> napi::Result<bool, ErrorCode> {
     let concurrency = limit_from_f64(concurrency, "concurrency")?;
     let mut result = Ok(());
@@ -730,20 +738,20 @@ impl NamedLimiter {
   }
 
   /// Pauses starting, for every thread.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn pause(&mut self) {
     self.operate(|shared, _| shared.core.pause());
   }
 
   /// Resumes starting, for every thread.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn resume(&mut self) -> bool {
     self.operate(|shared, now| shared.core.resume(now));
     !self.own_started.is_empty()
   }
 
   /// Removes this handle's waiting tasks; returns their ids.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn clear(&mut self) -> Vec<u32> {
     let owner = self.owner;
     let mut ids = Vec::new();
@@ -752,7 +760,7 @@ impl NamedLimiter {
   }
 
   /// Counters and percentiles of the shared limiter.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn stats(&self) -> NativeLimiterStats {
     let s = self
       .shared()
@@ -762,7 +770,7 @@ impl NamedLimiter {
   }
 
   /// Task slots of the shared core, for leak tests.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn slots(&self) -> u32 {
     self
       .shared()
@@ -771,14 +779,14 @@ impl NamedLimiter {
   }
 
   /// How many named limiters are alive in the process (for leak tests).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn live_count() -> u32 {
     NAMED.len() as u32
   }
 
   /// Drops this handle's tasks (their permits come back) and lets go of the
   /// shared limiter; it is freed when no thread holds it.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&mut self) {
     let Some(shared) = self.shared.take() else {
       return;
@@ -835,6 +843,9 @@ impl NamedLimiter {
 
 impl Drop for NamedLimiter {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }

@@ -18,6 +18,7 @@
 //! - `starts`, `ttls` (`Float64Array`, one cell per slot, only once TTLs are
 //!   tracked): the TTL columns JS reads to answer "is it stale?".
 
+use super::guard;
 use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -232,8 +233,10 @@ unsafe fn number(env: sys::napi_env, value: sys::napi_value) -> f64 {
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  drop(Box::from_raw(data.cast::<Native>()));
-  LIVE.fetch_sub(1, Ordering::Relaxed);
+  guard::quiet(|| {
+    drop(Box::from_raw(data.cast::<Native>()));
+    LIVE.fetch_sub(1, Ordering::Relaxed);
+  })
 }
 
 /// Live: RET = how many cache handles are alive in the process.
@@ -241,9 +244,11 @@ unsafe extern "C" fn lru_live(
   env: sys::napi_env,
   _info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let mut result = ptr::null_mut();
-  sys::napi_create_uint32(env, LIVE.load(Ordering::Relaxed) as u32, &mut result);
-  result
+  guard::raw(env, || {
+    let mut result = ptr::null_mut();
+    sys::napi_create_uint32(env, LIVE.load(Ordering::Relaxed) as u32, &mut result);
+    result
+  })
 }
 
 /// `lruCreate(io, log, max, maxSize, flags)` -> handle.
@@ -252,45 +257,47 @@ unsafe extern "C" fn lru_create(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let Some([io, log, max, max_size, flags]) = args::<5>(env, info) else {
-    return throw(env, c"lruCreate: cannot read arguments");
-  };
-  let (Some(io), Some(log)) = (buffer(env, io), buffer(env, log)) else {
-    return throw(env, c"lruCreate: io and log must be ArrayBuffers");
-  };
-  if io.bytes < IO_LEN * 8 {
-    return throw(env, c"lruCreate: io is too small");
-  }
-  let flags = number(env, flags) as u32;
-  let policy = Policy::new(PolicyOptions {
-    max: number(env, max) as u32,
-    max_size: number(env, max_size),
-    track_deadlines: flags & 1 != 0,
-    evict_expired_first: flags & 2 != 0,
-  });
-  let data = Box::into_raw(Box::new(Native {
-    policy,
-    io,
-    log,
-    out: Shared::NULL,
-    starts: Shared::NULL,
-    ttls: Shared::NULL,
-    victims: Vec::new(),
-  }));
-  let mut result = ptr::null_mut();
-  if sys::napi_create_external(
-    env,
-    data.cast(),
-    Some(finalize),
-    ptr::null_mut(),
-    &mut result,
-  ) != sys::Status::napi_ok
-  {
-    drop(Box::from_raw(data));
-    return throw(env, c"lruCreate: cannot create the handle");
-  }
-  LIVE.fetch_add(1, Ordering::Relaxed);
-  result
+  guard::raw(env, || {
+    let Some([io, log, max, max_size, flags]) = args::<5>(env, info) else {
+      return throw(env, c"lruCreate: cannot read arguments");
+    };
+    let (Some(io), Some(log)) = (buffer(env, io), buffer(env, log)) else {
+      return throw(env, c"lruCreate: io and log must be ArrayBuffers");
+    };
+    if io.bytes < IO_LEN * 8 {
+      return throw(env, c"lruCreate: io is too small");
+    }
+    let flags = number(env, flags) as u32;
+    let policy = Policy::new(PolicyOptions {
+      max: number(env, max) as u32,
+      max_size: number(env, max_size),
+      track_deadlines: flags & 1 != 0,
+      evict_expired_first: flags & 2 != 0,
+    });
+    let data = Box::into_raw(Box::new(Native {
+      policy,
+      io,
+      log,
+      out: Shared::NULL,
+      starts: Shared::NULL,
+      ttls: Shared::NULL,
+      victims: Vec::new(),
+    }));
+    let mut result = ptr::null_mut();
+    if sys::napi_create_external(
+      env,
+      data.cast(),
+      Some(finalize),
+      ptr::null_mut(),
+      &mut result,
+    ) != sys::Status::napi_ok
+    {
+      drop(Box::from_raw(data));
+      return throw(env, c"lruCreate: cannot create the handle");
+    }
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    result
+  })
 }
 
 /// `lruBind(h, out, starts?, ttls?)`: the per-slot buffers, after JS grew them.
@@ -298,21 +305,23 @@ unsafe extern "C" fn lru_bind(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let Some([h, out, starts, ttls]) = args::<4>(env, info) else {
-    return throw(env, c"lruBind: cannot read arguments");
-  };
-  let Some(n) = native(env, h) else {
-    return throw(env, c"lruBind: bad handle");
-  };
-  let (Some(out), Some(starts), Some(ttls)) =
-    (buffer(env, out), buffer(env, starts), buffer(env, ttls))
-  else {
-    return throw(env, c"lruBind: buffers must be ArrayBuffers");
-  };
-  n.out = out;
-  n.starts = starts;
-  n.ttls = ttls;
-  ptr::null_mut()
+  guard::raw(env, || {
+    let Some([h, out, starts, ttls]) = args::<4>(env, info) else {
+      return throw(env, c"lruBind: cannot read arguments");
+    };
+    let Some(n) = native(env, h) else {
+      return throw(env, c"lruBind: bad handle");
+    };
+    let (Some(out), Some(starts), Some(ttls)) =
+      (buffer(env, out), buffer(env, starts), buffer(env, ttls))
+    else {
+      return throw(env, c"lruBind: buffers must be ArrayBuffers");
+    };
+    n.out = out;
+    n.starts = starts;
+    n.ttls = ttls;
+    ptr::null_mut()
+  })
 }
 
 /// Reads the handle (the only argument) and runs `f`.
@@ -336,8 +345,10 @@ unsafe extern "C" fn lru_flush(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    n.replay();
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      n.replay();
+    })
   })
 }
 
@@ -347,23 +358,25 @@ unsafe extern "C" fn lru_insert(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let (size, ttl, start, now) = (io[IO_A], io[IO_B], io[IO_C], io[IO_NOW]);
-    let mut cols = if ttl.is_nan() { None } else { n.ttl_columns() };
-    let mut victims = std::mem::take(&mut n.victims);
-    let slot = n.policy.insert(
-      size,
-      cols.as_mut().map(|c| (c, ttl, start)),
-      now,
-      &mut victims,
-    );
-    n.victims = victims;
-    io[IO_RET] = slot as f64;
-    n.publish(io);
-    if let Some(d) = n.policy.next_deadline(n.ttl_columns().as_ref()) {
-      io[IO_NEXT_DEADLINE] = d;
-    }
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let (size, ttl, start, now) = (io[IO_A], io[IO_B], io[IO_C], io[IO_NOW]);
+      let mut cols = if ttl.is_nan() { None } else { n.ttl_columns() };
+      let mut victims = std::mem::take(&mut n.victims);
+      let slot = n.policy.insert(
+        size,
+        cols.as_mut().map(|c| (c, ttl, start)),
+        now,
+        &mut victims,
+      );
+      n.victims = victims;
+      io[IO_RET] = slot as f64;
+      n.publish(io);
+      if let Some(d) = n.policy.next_deadline(n.ttl_columns().as_ref()) {
+        io[IO_NEXT_DEADLINE] = d;
+      }
+    })
   })
 }
 
@@ -373,24 +386,27 @@ unsafe extern "C" fn lru_update(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let (slot, size, ttl, start, now) = (io[IO_A] as u32, io[IO_B], io[IO_C], io[IO_D], io[IO_NOW]);
-    let size = (!size.is_nan()).then_some(size);
-    let mut cols = if ttl.is_nan() { None } else { n.ttl_columns() };
-    let mut victims = std::mem::take(&mut n.victims);
-    n.policy.update(
-      slot,
-      size,
-      cols.as_mut().map(|c| (c, ttl, start)),
-      now,
-      &mut victims,
-    );
-    n.victims = victims;
-    n.publish(io);
-    if let Some(d) = n.policy.next_deadline(n.ttl_columns().as_ref()) {
-      io[IO_NEXT_DEADLINE] = d;
-    }
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let (slot, size, ttl, start, now) =
+        (io[IO_A] as u32, io[IO_B], io[IO_C], io[IO_D], io[IO_NOW]);
+      let size = (!size.is_nan()).then_some(size);
+      let mut cols = if ttl.is_nan() { None } else { n.ttl_columns() };
+      let mut victims = std::mem::take(&mut n.victims);
+      n.policy.update(
+        slot,
+        size,
+        cols.as_mut().map(|c| (c, ttl, start)),
+        now,
+        &mut victims,
+      );
+      n.victims = victims;
+      n.publish(io);
+      if let Some(d) = n.policy.next_deadline(n.ttl_columns().as_ref()) {
+        io[IO_NEXT_DEADLINE] = d;
+      }
+    })
   })
 }
 
@@ -399,20 +415,24 @@ unsafe extern "C" fn lru_remove(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    n.policy.remove(io[IO_A] as u32, removal(io[IO_B]));
-    io[IO_CALC] = n.policy.calculated_size();
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      n.policy.remove(io[IO_A] as u32, removal(io[IO_B]));
+      io[IO_CALC] = n.policy.calculated_size();
+    })
   })
 }
 
 /// Pop: RET = the least recently used slot (removed), or -1.
 unsafe extern "C" fn lru_pop(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let slot = n.policy.pop();
-    io[IO_RET] = if slot == NONE { -1.0 } else { slot as f64 };
-    io[IO_CALC] = n.policy.calculated_size();
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let slot = n.policy.pop();
+      io[IO_RET] = if slot == NONE { -1.0 } else { slot as f64 };
+      io[IO_CALC] = n.policy.calculated_size();
+    })
   })
 }
 
@@ -421,17 +441,19 @@ unsafe extern "C" fn lru_order(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let out = n.out.u32s();
-    let mut i = 0;
-    n.policy.order_into(io[IO_A] != 0.0, |slot| {
-      if i < out.len() {
-        out[i] = slot;
-        i += 1;
-      }
-    });
-    io[IO_RET] = i as f64;
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let out = n.out.u32s();
+      let mut i = 0;
+      n.policy.order_into(io[IO_A] != 0.0, |slot| {
+        if i < out.len() {
+          out[i] = slot;
+          i += 1;
+        }
+      });
+      io[IO_RET] = i as f64;
+    })
   })
 }
 
@@ -442,21 +464,23 @@ unsafe extern "C" fn lru_candidates(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let want = io[IO_A] as usize;
-    let out = n.out.u32s();
-    let mut i = 0;
-    n.policy.order_into(false, |slot| {
-      if i < want && i < out.len() {
-        out[i] = slot;
-        i += 1;
-        true
-      } else {
-        false
-      }
-    });
-    io[IO_RET] = i as f64;
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let want = io[IO_A] as usize;
+      let out = n.out.u32s();
+      let mut i = 0;
+      n.policy.order_into(false, |slot| {
+        if i < want && i < out.len() {
+          out[i] = slot;
+          i += 1;
+          true
+        } else {
+          false
+        }
+      });
+      io[IO_RET] = i as f64;
+    })
   })
 }
 
@@ -466,14 +490,16 @@ unsafe extern "C" fn lru_reserve(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let cap = io[IO_A] as u32;
-    let log = n.log.u32s();
-    let at = log.len().saturating_sub(RESERVE_LEN);
-    let got = n.policy.reserve(log.len() - at, cap);
-    log[at..at + got.len()].copy_from_slice(got);
-    io[IO_RET] = got.len() as f64;
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let cap = io[IO_A] as u32;
+      let log = n.log.u32s();
+      let at = log.len().saturating_sub(RESERVE_LEN);
+      let got = n.policy.reserve(log.len() - at, cap);
+      log[at..at + got.len()].copy_from_slice(got);
+      io[IO_RET] = got.len() as f64;
+    })
   })
 }
 
@@ -482,13 +508,15 @@ unsafe extern "C" fn lru_stale(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let slots = match n.ttl_columns() {
-      Some(cols) => n.policy.stale(&cols, io[IO_NOW]),
-      None => Vec::new(),
-    };
-    n.write_slots(io, slots);
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let slots = match n.ttl_columns() {
+        Some(cols) => n.policy.stale(&cols, io[IO_NOW]),
+        None => Vec::new(),
+      };
+      n.write_slots(io, slots);
+    })
   })
 }
 
@@ -498,17 +526,19 @@ unsafe extern "C" fn lru_expired(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let slots = match n.ttl_columns() {
-      Some(cols) => n.policy.expired(&cols, io[IO_NOW]),
-      None => Vec::new(),
-    };
-    n.write_slots(io, slots);
-    io[IO_NEXT_DEADLINE] = n
-      .policy
-      .next_deadline(n.ttl_columns().as_ref())
-      .unwrap_or(0.0);
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let slots = match n.ttl_columns() {
+        Some(cols) => n.policy.expired(&cols, io[IO_NOW]),
+        None => Vec::new(),
+      };
+      n.write_slots(io, slots);
+      io[IO_NEXT_DEADLINE] = n
+        .policy
+        .next_deadline(n.ttl_columns().as_ref())
+        .unwrap_or(0.0);
+    })
   })
 }
 
@@ -517,11 +547,13 @@ unsafe extern "C" fn lru_clear(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    n.policy.clear();
-    io[IO_CALC] = 0.0;
-    io[IO_NEXT_DEADLINE] = 0.0;
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      n.policy.clear();
+      io[IO_CALC] = 0.0;
+      io[IO_NEXT_DEADLINE] = 0.0;
+    })
   })
 }
 
@@ -530,9 +562,11 @@ unsafe extern "C" fn lru_size_of(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.io.f64s();
-    io[IO_RET] = n.policy.size_of(io[IO_A] as u32);
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.io.f64s();
+      io[IO_RET] = n.policy.size_of(io[IO_A] as u32);
+    })
   })
 }
 
@@ -541,13 +575,15 @@ unsafe extern "C" fn lru_stats(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.replay();
-    let s = n.policy.stats();
-    io[IO_SETS] = s.sets as f64;
-    io[IO_EVICTIONS] = s.evictions as f64;
-    io[IO_EXPIRATIONS] = s.expirations as f64;
-    io[IO_DELETES] = s.deletes as f64;
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.replay();
+      let s = n.policy.stats();
+      io[IO_SETS] = s.sets as f64;
+      io[IO_EVICTIONS] = s.evictions as f64;
+      io[IO_EXPIRATIONS] = s.expirations as f64;
+      io[IO_DELETES] = s.deletes as f64;
+    })
   })
 }
 
@@ -556,9 +592,11 @@ unsafe extern "C" fn lru_options(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  with_native(env, info, |n| {
-    let io = n.io.f64s();
-    n.policy.set_evict_expired_first(io[IO_A] != 0.0);
+  guard::raw(env, || {
+    with_native(env, info, |n| {
+      let io = n.io.f64s();
+      n.policy.set_evict_expired_first(io[IO_A] != 0.0);
+    })
   })
 }
 
@@ -588,7 +626,7 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 17] = [
 /// functions (`lruCreate`, `lruInsert`, …). lib/lru-cache.js calls this once
 /// at load. (One `#[napi(module_exports)]` hook exists per addon and belongs
 /// to the boundary probes, so this module hands its functions out instead.)
-#[napi]
+#[napi(catch_unwind)]
 pub fn lru_cache_functions(env: Env) -> napi::Result<Object<'static>> {
   let mut exports = ptr::null_mut();
   // SAFETY: `env` is the live environment of this call; the new object and

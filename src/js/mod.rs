@@ -3,6 +3,7 @@
 
 mod boundary;
 mod errors;
+mod guard;
 mod limiter;
 mod lru_cache;
 mod named_counter;

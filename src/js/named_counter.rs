@@ -20,7 +20,7 @@ impl NamedCounter {
   /// Opens (or creates, at 0) the counter called `name`.
   ///
   /// Throws `ERR_INVALID_ARG` if `name` is empty.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(name: String) -> napi::Result<Self, ErrorCode> {
     if name.is_empty() {
       return Err(Error::invalid_arg("name must be a non-empty string").into());
@@ -32,26 +32,26 @@ impl NamedCounter {
   }
 
   /// Adds `delta` and returns the new value. Throws `ERR_CLOSED` after `close()`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn add(&self, delta: i64) -> napi::Result<i64, ErrorCode> {
     let counter = self.counter()?;
     Ok(counter.fetch_add(delta, Ordering::SeqCst) + delta)
   }
 
   /// The current value. Throws `ERR_CLOSED` after `close()`.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn value(&self) -> napi::Result<i64, ErrorCode> {
     Ok(self.counter()?.load(Ordering::SeqCst))
   }
 
   /// Lets go of this handle; the counter is freed when no thread holds one.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&mut self) {
     self.handle = None;
   }
 
   /// How many named counters are alive in the process (for leak tests).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn live_count() -> u32 {
     COUNTERS.len() as u32
   }

@@ -17,6 +17,7 @@
 //! the core stops dispatching to (and calling into) a worker whose
 //! environment is going away, whatever the reason it goes.
 
+use super::guard;
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::{Arc, LazyLock, Weak};
@@ -412,7 +413,7 @@ fn hist(h: crate::pool::HistogramSummary) -> PoolHistogram {
 impl PoolCore {
   /// A pool core. `onReady` is called (weakly: it never keeps the process
   /// alive) when `drain()` has something.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   #[allow(clippy::too_many_arguments)]
   pub fn new(
     min_threads: u32,
@@ -446,7 +447,7 @@ impl PoolCore {
     let timer = pool.clone();
     std::thread::Builder::new()
       .name("bulkhead-pool-timer".into())
-      .spawn(move || run_timer(timer))
+      .spawn(move || guard::supervise(|| run_timer(timer.clone())))
       .map_err(|e| napi::Error::new(ErrorCode::Internal, e.to_string()))?;
     let mut pools = POOLS.lock();
     pools.0 = pools.0.wrapping_add(1);
@@ -456,19 +457,19 @@ impl PoolCore {
   }
 
   /// This pool's id in the process-wide table (workers attach with it).
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn id(&self) -> u32 {
     self.id
   }
 
   /// Reserves the `minThreads` workers; returns their ids.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn start(&self) -> Vec<u32> {
     self.pool.start()
   }
 
   /// Interns a task module; returns its handle.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn module_id(&self, filename: String, name: String) -> u32 {
     self.pool.module_id(&filename, &name)
   }
@@ -478,7 +479,7 @@ impl PoolCore {
   /// buffers' contents are copied here once, and handed to the worker
   /// without another copy). Returns the ids of workers to start, or `undefined`
   /// when there are none (the common case: no array to allocate).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn submit(
     &self,
     id: f64,
@@ -499,7 +500,7 @@ impl PoolCore {
 
   /// The caller gave up on task `id` (`code` is `ERR_ABORTED` or
   /// `ERR_TIMEOUT`). Returns whether the caller should settle it now.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn cancel(&self, id: f64, timeout: bool) -> bool {
     let code = if timeout {
       ErrorCode::Timeout
@@ -513,7 +514,7 @@ impl PoolCore {
   /// (kind 0: returned, 1: threw, 2: failed with `value` = `"CODE
   /// message"`), then `-1` (or `-2` when more completions wait for another
   /// call) and the ids of workers to terminate.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn drain(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
     let batch = self.pool.drain(max as usize);
     let raw_env = env.raw();
@@ -583,7 +584,7 @@ impl PoolCore {
   /// The main thread saw worker `worker` exit; `message` says how.
   /// Fails its tasks with `ERR_WORKER_EXITED` (pick them up with `drain()`)
   /// and returns the workers to start instead.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn worker_exited(&self, worker: u32, message: String) -> PoolRespawn {
     let r = self
       .pool
@@ -595,26 +596,26 @@ impl PoolCore {
   }
 
   /// Stops accepting tasks; queued ones still run.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&self) {
     self.pool.close();
   }
 
   /// Fails every queued and running task with `ERR_CLOSED` (pick them up
   /// with `drain()`), stops the timer thread, and returns the workers to terminate.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn destroy(&self) -> Vec<u32> {
     self.pool.destroy()
   }
 
   /// Tasks waiting for a worker.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn queue_size(&self) -> u32 {
     self.pool.queue_size() as u32
   }
 
   /// Counters and histograms.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn stats(&self) -> PoolStats {
     let s = self.pool.stats();
     PoolStats {
@@ -638,10 +639,13 @@ impl PoolCore {
 
 impl Drop for PoolCore {
   fn drop(&mut self) {
-    // Collected without destroy(): fail what is left so nothing waits, and
-    // let the timer thread go.
-    self.pool.destroy();
-    POOLS.lock().1.remove(&self.id);
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      // Collected without destroy(): fail what is left so nothing waits, and
+      // let the timer thread go.
+      self.pool.destroy();
+      POOLS.lock().1.remove(&self.id);
+    })
   }
 }
 
@@ -691,7 +695,7 @@ fn hand_out(
 /// Attaches the calling worker thread as worker `worker_id` of pool
 /// `pool_id`. `onWake` is called (strongly: it keeps this worker's event
 /// loop alive) when tasks or aborts are waiting for it.
-#[napi]
+#[napi(catch_unwind)]
 pub fn pool_attach(
   env: Env,
   pool_id: u32,
@@ -720,7 +724,7 @@ pub fn pool_attach(
 }
 
 /// The module (`[filename, exportName]`) behind handle `module` of pool `pool_id`.
-#[napi]
+#[napi(catch_unwind)]
 pub fn pool_module(pool_id: u32, module: u32) -> napi::Result<Vec<String>, ErrorCode> {
   let pool = find_pool(pool_id)?;
   let (f, n) = pool
@@ -733,7 +737,7 @@ pub fn pool_module(pool_id: u32, module: u32) -> napi::Result<Vec<String>, Error
 impl PoolWorker {
   /// Clears the wake-up flag; returns the ids of this worker's tasks whose
   /// signal must fire.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn poll(&self) -> Vec<f64> {
     self
       .pool
@@ -745,7 +749,7 @@ impl PoolWorker {
   }
 
   /// The next task for this worker, if it has a free slot (see `hand_out`).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn take(
     &self,
     env: Env,
@@ -757,7 +761,7 @@ impl PoolWorker {
 
   /// Hands back task `id`'s result (`ok`) or thrown error, and takes the
   /// next task in the same call (see `hand_out`).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn complete(
     &self,
     env: Env,
@@ -778,7 +782,7 @@ impl PoolWorker {
 /// levels (piscina's `niceIncrement`), so the main thread wins the CPU when
 /// workers and the main thread compete. Linux only (a thread's nice value is
 /// per thread there); returns whether it was applied.
-#[napi]
+#[napi(catch_unwind)]
 pub fn pool_nice_thread(increment: i32) -> bool {
   #[cfg(target_os = "linux")]
   {

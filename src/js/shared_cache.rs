@@ -18,6 +18,7 @@
 //! the slot, which drops the registry handle; the last handle in the process
 //! frees the store.
 
+use super::guard;
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -266,23 +267,25 @@ unsafe extern "C" fn waker_call_js(
   _context: *mut std::ffi::c_void,
   data: *mut std::ffi::c_void,
 ) {
-  // SAFETY: `data` is the `Box<Wake>` passed to napi_call_threadsafe_function.
-  let wake = Box::from_raw(data.cast::<Wake>());
-  if env.is_null() || callback.is_null() {
-    return; // the environment is going away; nobody is waiting any more
-  }
-  let mut argv = [ptr::null_mut(); 3];
-  let mut undefined = ptr::null_mut();
-  if js_number(env, wake.id as f64).map(|v| argv[0] = v).is_err()
-    || sys::napi_get_boolean(env, wake.ok, &mut argv[1]) != sys::Status::napi_ok
-    || js_string(env, wake.message.as_bytes())
-      .map(|v| argv[2] = v)
-      .is_err()
-    || sys::napi_get_undefined(env, &mut undefined) != sys::Status::napi_ok
-  {
-    return;
-  }
-  sys::napi_call_function(env, undefined, callback, 3, argv.as_ptr(), ptr::null_mut());
+  guard::quiet(|| {
+    // SAFETY: `data` is the `Box<Wake>` passed to napi_call_threadsafe_function.
+    let wake = Box::from_raw(data.cast::<Wake>());
+    if env.is_null() || callback.is_null() {
+      return; // the environment is going away; nobody is waiting any more
+    }
+    let mut argv = [ptr::null_mut(); 3];
+    let mut undefined = ptr::null_mut();
+    if js_number(env, wake.id as f64).map(|v| argv[0] = v).is_err()
+      || sys::napi_get_boolean(env, wake.ok, &mut argv[1]) != sys::Status::napi_ok
+      || js_string(env, wake.message.as_bytes())
+        .map(|v| argv[2] = v)
+        .is_err()
+      || sys::napi_get_undefined(env, &mut undefined) != sys::Status::napi_ok
+    {
+      return;
+    }
+    sys::napi_call_function(env, undefined, callback, 3, argv.as_ptr(), ptr::null_mut());
+  })
 }
 
 unsafe extern "C" fn waker_finalize(
@@ -290,18 +293,20 @@ unsafe extern "C" fn waker_finalize(
   data: *mut std::ffi::c_void,
   _hint: *mut std::ffi::c_void,
 ) {
-  // SAFETY: `data` is the `Arc<Waker>` leaked in `install_waker`.
-  let waker = Arc::from_raw(data.cast::<Waker>());
-  *waker.tsfn.lock() = None;
-  let _ = WAKER.try_with(|w| {
-    if w
-      .borrow()
-      .as_ref()
-      .is_some_and(|mine| Arc::ptr_eq(mine, &waker))
-    {
-      *w.borrow_mut() = None;
-    }
-  });
+  guard::quiet(|| {
+    // SAFETY: `data` is the `Arc<Waker>` leaked in `install_waker`.
+    let waker = Arc::from_raw(data.cast::<Waker>());
+    *waker.tsfn.lock() = None;
+    let _ = WAKER.try_with(|w| {
+      if w
+        .borrow()
+        .as_ref()
+        .is_some_and(|mine| Arc::ptr_eq(mine, &waker))
+      {
+        *w.borrow_mut() = None;
+      }
+    });
+  })
 }
 
 /// `installWaker(callback)`: makes this thread's waker (once).
@@ -309,48 +314,50 @@ unsafe extern "C" fn raw_install_waker(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let (argv, _, _) = tri!(env, args::<1>(env, info));
-  if WAKER.with(|w| w.borrow().is_some()) {
-    return ptr::null_mut();
-  }
-  let waker = Arc::new(Waker {
-    tsfn: Mutex::new(None),
-  });
-  let name = "bulkhead.namedLRUCache.fetch";
-  let mut name_v = ptr::null_mut();
-  tri!(
-    env,
-    check(
-      sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut name_v),
-      "napi_create_string_utf8 failed",
-    )
-  );
-  let finalize_data = Arc::into_raw(Arc::clone(&waker)) as *mut std::ffi::c_void;
-  let mut tsfn = ptr::null_mut();
-  let status = sys::napi_create_threadsafe_function(
-    env,
-    argv[0],
-    ptr::null_mut(),
-    name_v,
-    0,
-    1,
-    finalize_data,
-    Some(waker_finalize),
-    ptr::null_mut(),
-    Some(waker_call_js),
-    &mut tsfn,
-  );
-  if status != sys::Status::napi_ok {
-    drop(Arc::from_raw(finalize_data as *const Waker));
-    return throw_napi(
+  guard::raw(env, || {
+    let (argv, _, _) = tri!(env, args::<1>(env, info));
+    if WAKER.with(|w| w.borrow().is_some()) {
+      return ptr::null_mut();
+    }
+    let waker = Arc::new(Waker {
+      tsfn: Mutex::new(None),
+    });
+    let name = "bulkhead.namedLRUCache.fetch";
+    let mut name_v = ptr::null_mut();
+    tri!(
       env,
-      napi::Error::from_reason("napi_create_threadsafe_function failed"),
+      check(
+        sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut name_v),
+        "napi_create_string_utf8 failed",
+      )
     );
-  }
-  sys::napi_unref_threadsafe_function(env, tsfn);
-  *waker.tsfn.lock() = Some(Tsfn(tsfn));
-  WAKER.with(|w| *w.borrow_mut() = Some(waker));
-  ptr::null_mut()
+    let finalize_data = Arc::into_raw(Arc::clone(&waker)) as *mut std::ffi::c_void;
+    let mut tsfn = ptr::null_mut();
+    let status = sys::napi_create_threadsafe_function(
+      env,
+      argv[0],
+      ptr::null_mut(),
+      name_v,
+      0,
+      1,
+      finalize_data,
+      Some(waker_finalize),
+      ptr::null_mut(),
+      Some(waker_call_js),
+      &mut tsfn,
+    );
+    if status != sys::Status::napi_ok {
+      drop(Arc::from_raw(finalize_data as *const Waker));
+      return throw_napi(
+        env,
+        napi::Error::from_reason("napi_create_threadsafe_function failed"),
+      );
+    }
+    sys::napi_unref_threadsafe_function(env, tsfn);
+    *waker.tsfn.lock() = Some(Tsfn(tsfn));
+    WAKER.with(|w| *w.borrow_mut() = Some(waker));
+    ptr::null_mut()
+  })
 }
 
 /// `refWaker(on)`: keeps this thread alive while it waits for fetches
@@ -359,20 +366,22 @@ unsafe extern "C" fn raw_ref_waker(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let (argv, _, _) = tri!(env, args::<1>(env, info));
-  let mut on = false;
-  sys::napi_get_value_bool(env, argv[0], &mut on);
-  let waker = WAKER.with(|w| w.borrow().clone());
-  if let Some(waker) = waker {
-    if let Some(Tsfn(tsfn)) = waker.tsfn.lock().as_ref() {
-      if on {
-        sys::napi_ref_threadsafe_function(env, *tsfn);
-      } else {
-        sys::napi_unref_threadsafe_function(env, *tsfn);
+  guard::raw(env, || {
+    let (argv, _, _) = tri!(env, args::<1>(env, info));
+    let mut on = false;
+    sys::napi_get_value_bool(env, argv[0], &mut on);
+    let waker = WAKER.with(|w| w.borrow().clone());
+    if let Some(waker) = waker {
+      if let Some(Tsfn(tsfn)) = waker.tsfn.lock().as_ref() {
+        if on {
+          sys::napi_ref_threadsafe_function(env, *tsfn);
+        } else {
+          sys::napi_unref_threadsafe_function(env, *tsfn);
+        }
       }
     }
-  }
-  ptr::null_mut()
+    ptr::null_mut()
+  })
 }
 
 // ---------------------------------------------------------------------------
@@ -676,7 +685,7 @@ impl SharedCacheHandle {
   /// Opens (or creates) the store called `name`. Options of 0 mean "none".
   /// Throws `ERR_INVALID_ARG` naming the option if the name is open with
   /// different `max`, `maxSize`, `maxEntrySize` or `ttl`.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(
     name: String,
     max: f64,
@@ -728,7 +737,7 @@ impl SharedCacheHandle {
   }
 
   /// The id `sharedCacheRawFunctions` binds the hot-path functions to, or -1 once closed.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn id(&self) -> f64 {
     if self.closed {
       -1.0
@@ -738,21 +747,21 @@ impl SharedCacheHandle {
   }
 
   /// `clear`: removes every entry.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn clear(&self, flags: u32) -> napi::Result<(), ErrorCode> {
     with_store(self.id, |s, d| s.clear(collect(flags, d)))?;
     Ok(())
   }
 
   /// `pop`: removes the least recently used entry and returns its value.
-  #[napi(ts_return_type = "string | number | Buffer | undefined")]
+  #[napi(ts_return_type = "string | number | Buffer | undefined", catch_unwind)]
   pub fn pop(&self, flags: u32) -> napi::Result<Option<Js>, ErrorCode> {
     let popped = with_store(self.id, |s, d| s.pop(collect(flags, d)))?;
     Ok(popped.map(|(_, v)| Js::Value(v)))
   }
 
   /// `purgeStale`: removes every stale entry; returns whether any was.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn purge_stale(&self, now: f64, flags: u32) -> napi::Result<bool, ErrorCode> {
     Ok(with_store(self.id, |s, d| {
       s.purge_stale(now_or(now), collect(flags, d))
@@ -760,7 +769,7 @@ impl SharedCacheHandle {
   }
 
   /// `getRemainingTTL`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn remaining_ttl(&self, key: KeyIn, now: f64) -> napi::Result<f64, ErrorCode> {
     Ok(with_store(self.id, |s, _| {
       s.remaining_ttl(key.0.encoded(), now_or(now))
@@ -769,7 +778,7 @@ impl SharedCacheHandle {
 
   /// A snapshot for iteration: `[key, value, key, value, ...]`, most
   /// recently used first (least first with `reverse`).
-  #[napi(ts_return_type = "Array<string | number | Buffer>")]
+  #[napi(ts_return_type = "Array<string | number | Buffer>", catch_unwind)]
   pub fn entries(
     &self,
     now: f64,
@@ -786,7 +795,7 @@ impl SharedCacheHandle {
   }
 
   /// `dump`: `[key, value, ttl, age, size, ...]`, least recently used first.
-  #[napi(ts_return_type = "Array<string | number | Buffer>")]
+  #[napi(ts_return_type = "Array<string | number | Buffer>", catch_unwind)]
   pub fn dump(&self, now: f64) -> napi::Result<Vec<Js>, ErrorCode> {
     let now = now_or(now);
     let dump = with_store(self.id, |s, _| s.dump())?;
@@ -803,7 +812,10 @@ impl SharedCacheHandle {
 
   /// The entries the last operations removed, `[key, value, reason, ...]`,
   /// or `undefined` if none (only collected when a call passed `COLLECT`).
-  #[napi(ts_return_type = "Array<string | number | Buffer> | undefined")]
+  #[napi(
+    ts_return_type = "Array<string | number | Buffer> | undefined",
+    catch_unwind
+  )]
   pub fn take_disposed(&self) -> Option<Vec<Js>> {
     let disposed = with_store(self.id, |_, d| std::mem::take(d)).ok()?;
     if disposed.is_empty() {
@@ -819,7 +831,7 @@ impl SharedCacheHandle {
   }
 
   /// `[hits, misses, sets, evictions, expirations, deletes, size, calculatedSize]`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn stats(&self) -> napi::Result<Vec<f64>, ErrorCode> {
     let (len, bytes, s) = with_store(self.id, |s, _| s.snapshot())?;
     Ok(vec![
@@ -837,7 +849,7 @@ impl SharedCacheHandle {
   /// Joins the `fetch()` of `key` across threads: returns 0 if this call
   /// owns it (runs the fetch method, then calls `fetchEnd`), 1 if another
   /// call does and this thread's waker will call back with `waiterId`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn fetch_begin(&self, key: KeyIn, waiter_id: u32) -> napi::Result<u32, ErrorCode> {
     let Some(waker) = WAKER.with(|w| w.borrow().clone()) else {
       return Err(
@@ -862,7 +874,7 @@ impl SharedCacheHandle {
 
   /// Ends this handle's fetch of `key` and wakes its waiters with `ok` and
   /// `message`. Does nothing once closed (closing already released them).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn fetch_end(&self, key: KeyIn, ok: bool, message: String) {
     let waiters = with_named(self.id, |s, owner, _| {
       s.flights.finish(key.0.encoded(), owner)
@@ -874,31 +886,31 @@ impl SharedCacheHandle {
   }
 
   /// How many keys of this cache are being fetched (all threads).
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn fetching(&self) -> napi::Result<u32, ErrorCode> {
     Ok(with_named(self.id, |s, _, _| s.flights.len())? as u32)
   }
 
   /// How many entries are held.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn size(&self) -> napi::Result<u32, ErrorCode> {
     Ok(with_store(self.id, |s, _| s.len())? as u32)
   }
 
   /// The bytes held (key + value + per-entry overhead of every entry).
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn calculated_size(&self) -> napi::Result<f64, ErrorCode> {
     Ok(with_store(self.id, |s, _| s.calculated_size())? as f64)
   }
 
   /// The current time on the shared clock, in ms.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn now() -> f64 {
     now_or(-1.0)
   }
 
   /// Lets go of this handle; the store is freed when no thread holds one.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&mut self) {
     if !self.closed {
       self.closed = true;
@@ -907,19 +919,19 @@ impl SharedCacheHandle {
   }
 
   /// Whether `close()` was called.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn closed(&self) -> bool {
     self.closed
   }
 
   /// How many named caches are alive in the process (for leak tests).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn live_count() -> u32 {
     CACHES.len() as u32
   }
 
   /// The fixed bytes each entry is charged besides its key and value.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn entry_overhead() -> u32 {
     ENTRY_OVERHEAD as u32
   }
@@ -927,7 +939,10 @@ impl SharedCacheHandle {
 
 impl Drop for SharedCacheHandle {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }
 
@@ -1055,23 +1070,25 @@ fn key_buf() -> KeyBuf {
 
 /// `get(key, flags[, now])` -> value | undefined.
 unsafe extern "C" fn raw_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  let (argv, argc, id) = tri!(env, args::<3>(env, info));
-  let mut key = key_buf();
-  if let Err(pending) = key_arg(env, argv[0], &mut key) {
-    return pending;
-  }
-  let flags = tri!(env, num(env, argv[1])) as u32;
-  let now = tri!(env, now_arg(env, &argv, argc, 2));
-  let opts = ReadOptions {
-    allow_stale: flags & ALLOW_STALE != 0,
-    update_age: flags & UPDATE_AGE != 0,
-    no_delete_on_stale: flags & NO_DELETE_ON_STALE != 0,
-  };
-  match with_store(id, |s, d| s.get(key.bytes(), now, opts, collect(flags, d))) {
-    Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
-    Ok(None) => ptr::null_mut(),
-    Err(e) => throw(env, &e),
-  }
+  guard::raw(env, || {
+    let (argv, argc, id) = tri!(env, args::<3>(env, info));
+    let mut key = key_buf();
+    if let Err(pending) = key_arg(env, argv[0], &mut key) {
+      return pending;
+    }
+    let flags = tri!(env, num(env, argv[1])) as u32;
+    let now = tri!(env, now_arg(env, &argv, argc, 2));
+    let opts = ReadOptions {
+      allow_stale: flags & ALLOW_STALE != 0,
+      update_age: flags & UPDATE_AGE != 0,
+      no_delete_on_stale: flags & NO_DELETE_ON_STALE != 0,
+    };
+    match with_store(id, |s, d| s.get(key.bytes(), now, opts, collect(flags, d))) {
+      Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
+      Ok(None) => ptr::null_mut(),
+      Err(e) => throw(env, &e),
+    }
+  })
 }
 
 /// `peek(key, allowStale[, now])` -> value | undefined.
@@ -1079,33 +1096,37 @@ unsafe extern "C" fn raw_peek(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let (argv, argc, id) = tri!(env, args::<3>(env, info));
-  let mut key = key_buf();
-  if let Err(pending) = key_arg(env, argv[0], &mut key) {
-    return pending;
-  }
-  let allow = tri!(env, num(env, argv[1])) != 0.0;
-  let now = tri!(env, now_arg(env, &argv, argc, 2));
-  match with_store(id, |s, _| s.peek(key.bytes(), now, allow)) {
-    Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
-    Ok(None) => ptr::null_mut(),
-    Err(e) => throw(env, &e),
-  }
+  guard::raw(env, || {
+    let (argv, argc, id) = tri!(env, args::<3>(env, info));
+    let mut key = key_buf();
+    if let Err(pending) = key_arg(env, argv[0], &mut key) {
+      return pending;
+    }
+    let allow = tri!(env, num(env, argv[1])) != 0.0;
+    let now = tri!(env, now_arg(env, &argv, argc, 2));
+    match with_store(id, |s, _| s.peek(key.bytes(), now, allow)) {
+      Ok(Some(v)) => js_value(env, &v).unwrap_or_else(|e| throw_napi(env, e)),
+      Ok(None) => ptr::null_mut(),
+      Err(e) => throw(env, &e),
+    }
+  })
 }
 
 /// `has(key, updateAge[, now])` -> boolean.
 unsafe extern "C" fn raw_has(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  let (argv, argc, id) = tri!(env, args::<3>(env, info));
-  let mut key = key_buf();
-  if let Err(pending) = key_arg(env, argv[0], &mut key) {
-    return pending;
-  }
-  let update = tri!(env, num(env, argv[1])) != 0.0;
-  let now = tri!(env, now_arg(env, &argv, argc, 2));
-  match with_store(id, |s, _| s.has(key.bytes(), now, update)) {
-    Ok(b) => js_bool(env, b),
-    Err(e) => throw(env, &e),
-  }
+  guard::raw(env, || {
+    let (argv, argc, id) = tri!(env, args::<3>(env, info));
+    let mut key = key_buf();
+    if let Err(pending) = key_arg(env, argv[0], &mut key) {
+      return pending;
+    }
+    let update = tri!(env, num(env, argv[1])) != 0.0;
+    let now = tri!(env, now_arg(env, &argv, argc, 2));
+    match with_store(id, |s, _| s.has(key.bytes(), now, update)) {
+      Ok(b) => js_bool(env, b),
+      Err(e) => throw(env, &e),
+    }
+  })
 }
 
 /// `delete(key, flags)` -> boolean.
@@ -1113,47 +1134,51 @@ unsafe extern "C" fn raw_delete(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
-  let (argv, _, id) = tri!(env, args::<2>(env, info));
-  let mut key = key_buf();
-  if let Err(pending) = key_arg(env, argv[0], &mut key) {
-    return pending;
-  }
-  let flags = tri!(env, num(env, argv[1])) as u32;
-  match with_store(id, |s, d| s.delete(key.bytes(), collect(flags, d))) {
-    Ok(b) => js_bool(env, b),
-    Err(e) => throw(env, &e),
-  }
+  guard::raw(env, || {
+    let (argv, _, id) = tri!(env, args::<2>(env, info));
+    let mut key = key_buf();
+    if let Err(pending) = key_arg(env, argv[0], &mut key) {
+      return pending;
+    }
+    let flags = tri!(env, num(env, argv[1])) as u32;
+    match with_store(id, |s, d| s.delete(key.bytes(), collect(flags, d))) {
+      Ok(b) => js_bool(env, b),
+      Err(e) => throw(env, &e),
+    }
+  })
 }
 
 /// `set(key, value, tag, flags[, ttl, start, now])` -> boolean (false:
 /// larger than `maxEntrySize`, not stored). `ttl`/`start` below 0 mean
 /// "the default".
 unsafe extern "C" fn raw_set(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-  let (argv, argc, id) = tri!(env, args::<7>(env, info));
-  let mut key = key_buf();
-  if let Err(pending) = key_arg(env, argv[0], &mut key) {
-    return pending;
-  }
-  let tag = tri!(env, num(env, argv[2])) as u8;
-  let flags = tri!(env, num(env, argv[3])) as u32;
-  let (ttl, start) = if argc > 4 {
-    (tri!(env, num(env, argv[4])), tri!(env, num(env, argv[5])))
-  } else {
-    (-1.0, -1.0)
-  };
-  let now = tri!(env, now_arg(env, &argv, argc, 6));
-  let value = tri!(env, read_value(env, argv[1], tag));
-  let opts = WriteOptions {
-    ttl: (ttl >= 0.0).then_some(ttl),
-    start: (start >= 0.0).then_some(start),
-    no_dispose_on_set: flags & NO_DISPOSE_ON_SET != 0,
-    no_update_ttl: flags & NO_UPDATE_TTL != 0,
-  };
-  let key = Key::from_encoded(key.bytes());
-  match with_store(id, |s, d| s.set(key, value, now, opts, collect(flags, d))) {
-    Ok(outcome) => js_bool(env, outcome == SetOutcome::Stored),
-    Err(e) => throw(env, &e),
-  }
+  guard::raw(env, || {
+    let (argv, argc, id) = tri!(env, args::<7>(env, info));
+    let mut key = key_buf();
+    if let Err(pending) = key_arg(env, argv[0], &mut key) {
+      return pending;
+    }
+    let tag = tri!(env, num(env, argv[2])) as u8;
+    let flags = tri!(env, num(env, argv[3])) as u32;
+    let (ttl, start) = if argc > 4 {
+      (tri!(env, num(env, argv[4])), tri!(env, num(env, argv[5])))
+    } else {
+      (-1.0, -1.0)
+    };
+    let now = tri!(env, now_arg(env, &argv, argc, 6));
+    let value = tri!(env, read_value(env, argv[1], tag));
+    let opts = WriteOptions {
+      ttl: (ttl >= 0.0).then_some(ttl),
+      start: (start >= 0.0).then_some(start),
+      no_dispose_on_set: flags & NO_DISPOSE_ON_SET != 0,
+      no_update_ttl: flags & NO_UPDATE_TTL != 0,
+    };
+    let key = Key::from_encoded(key.bytes());
+    match with_store(id, |s, d| s.set(key, value, now, opts, collect(flags, d))) {
+      Ok(outcome) => js_bool(env, outcome == SetOutcome::Stored),
+      Err(e) => throw(env, &e),
+    }
+  })
 }
 
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
@@ -1174,7 +1199,8 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 7] = [
 /// `#[napi(module_exports)]` hook per addon and boundary.rs holds it; this
 /// per-handle factory needs none.)
 #[napi(
-  ts_return_type = "Record<'get' | 'peek' | 'has' | 'delete' | 'set', (...args: unknown[]) => unknown>"
+  ts_return_type = "Record<'get' | 'peek' | 'has' | 'delete' | 'set', (...args: unknown[]) => unknown>",
+  catch_unwind
 )]
 pub fn shared_cache_raw_functions(env: Env, id: f64) -> napi::Result<Object<'static>> {
   let mut object = ptr::null_mut();

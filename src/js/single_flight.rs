@@ -11,6 +11,7 @@
 //! flight costs no crossing of its own, and the Rust queue holds only live
 //! flights.
 
+use super::guard;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub struct FlightDeadlines {
 #[napi]
 impl FlightDeadlines {
   /// An empty queue.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new() -> Self {
     Self {
       queue: DeadlineQueue::new(),
@@ -66,7 +67,7 @@ impl FlightDeadlines {
   ///
   /// Throws `ERR_INVALID_ARG` if `count` triples do not fit in `batch` or
   /// `out` cannot hold the next deadline.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn drain(
     &mut self,
     batch: Float64ArraySlice,
@@ -107,13 +108,13 @@ impl FlightDeadlines {
   }
 
   /// How many deadlines (live or stale) are queued.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn length(&self) -> u32 {
     self.queue.len() as u32
   }
 
   /// Drops every queued deadline.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn clear(&mut self) {
     self.queue.clear();
   }
@@ -231,7 +232,7 @@ pub struct NamedFlightGroup {
 impl NamedFlightGroup {
   /// Opens (or creates) the group `name`. A group that exists must have been
   /// opened with the same `timeoutMs` and `maxKeys`, else `ERR_INVALID_ARG`.
-  #[napi(constructor)]
+  #[napi(constructor, catch_unwind)]
   pub fn new(
     name: String,
     timeout_ms: Option<f64>,
@@ -295,7 +296,7 @@ impl NamedFlightGroup {
   /// if this member leads (and must run `fn`), negative if it joined. Throws
   /// `ERR_QUEUE_FULL` past `maxKeys`. (One number, not an array: building a
   /// JS array measured ~2 us of a ~3 us join here.)
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn begin(
     &self,
     key: Either<String, f64>,
@@ -315,7 +316,7 @@ impl NamedFlightGroup {
 
   /// The leader reports the outcome of flight `id` (`bytes`: the serialized
   /// value or error); every other waiting member is woken.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn settle(&self, id: f64, ok: bool, bytes: Buffer) -> napi::Result<(), ErrorCode> {
     let group = self.group()?;
     let mut inner = group.inner.lock();
@@ -328,7 +329,7 @@ impl NamedFlightGroup {
   }
 
   /// This member stops waiting on flight `id`.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn leave(&self, id: f64) -> napi::Result<(), ErrorCode> {
     let group = self.group()?;
     let mut inner = group.inner.lock();
@@ -339,7 +340,7 @@ impl NamedFlightGroup {
 
   /// Ends every flight of the group whose deadline passed (waking their
   /// members) and returns the next deadline in ms from now, or -1.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn expire(&self) -> napi::Result<f64, ErrorCode> {
     let group = self.group()?;
     let mut inner = group.inner.lock();
@@ -355,7 +356,7 @@ impl NamedFlightGroup {
   }
 
   /// Takes this member's queued events.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn take_events(&self) -> napi::Result<Vec<FlightEvent>, ErrorCode> {
     let group = self.group()?;
     let events = {
@@ -405,7 +406,7 @@ impl NamedFlightGroup {
   }
 
   /// Unmaps `key` for every thread (the others are told with an event).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn forget(&self, key: Either<String, f64>) -> napi::Result<bool, ErrorCode> {
     let group = self.group()?;
     let mut inner = group.inner.lock();
@@ -415,7 +416,7 @@ impl NamedFlightGroup {
   }
 
   /// Whether a flight for `key` is in progress in any thread.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn in_flight(&self, key: Either<String, f64>) -> napi::Result<bool, ErrorCode> {
     Ok(
       self
@@ -428,19 +429,19 @@ impl NamedFlightGroup {
   }
 
   /// How many keys have a flight in progress, across threads.
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn size(&self) -> napi::Result<u32, ErrorCode> {
     Ok(self.group()?.inner.lock().flights.size() as u32)
   }
 
   /// How many flights are alive, across threads (for leak tests).
-  #[napi(getter)]
+  #[napi(getter, catch_unwind)]
   pub fn live_flights(&self) -> napi::Result<u32, ErrorCode> {
     Ok(self.group()?.inner.lock().flights.live_flights() as u32)
   }
 
   /// The group's counters, across threads.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn stats(&self) -> napi::Result<NamedFlightStats, ErrorCode> {
     let s = self.group()?.inner.lock().flights.stats();
     Ok(NamedFlightStats {
@@ -456,7 +457,7 @@ impl NamedFlightGroup {
   /// Leaves the group: flights this member leads end (their other members
   /// get `ERR_WORKER_EXITED`) and it leaves the flights it joined. Also
   /// done by the finalizer when the thread exits or the handle is collected.
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn close(&mut self) {
     if let Some(handle) = self.handle.take() {
       let mut inner = handle.inner.lock();
@@ -467,7 +468,7 @@ impl NamedFlightGroup {
   }
 
   /// How many named groups are alive in the process (for leak tests).
-  #[napi]
+  #[napi(catch_unwind)]
   pub fn live_groups() -> u32 {
     NAMED_GROUPS.len() as u32
   }
@@ -482,6 +483,9 @@ impl NamedFlightGroup {
 
 impl Drop for NamedFlightGroup {
   fn drop(&mut self) {
-    self.close();
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.close();
+    })
   }
 }
