@@ -393,7 +393,7 @@ fn run(cfg: PoolConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
           .filter(|(_, w)| w.state == WState::Starting)
           .map(|(&id, _)| id)
           .collect();
-        if cands.is_empty() || pick % 8 == 0 {
+        if cands.is_empty() || pick.is_multiple_of(8) {
           cands = m.workers.keys().copied().collect();
         }
         if cands.is_empty() {

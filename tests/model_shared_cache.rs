@@ -72,7 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn key(k: u8) -> Key {
-  if k % 2 == 0 {
+  if k.is_multiple_of(2) {
     Key::str(&format!("key-{k}"))
   } else {
     Key::num(f64::from(k) + 0.5)

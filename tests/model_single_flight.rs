@@ -110,7 +110,7 @@ impl Model {
 }
 
 fn key(k: u8) -> FlightKey {
-  if k % 2 == 0 {
+  if k.is_multiple_of(2) {
     FlightKey::string(format!("k{k}"))
   } else {
     FlightKey::number(f64::from(k))
