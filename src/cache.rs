@@ -455,15 +455,20 @@ impl Policy {
     }
   }
 
-  fn write_ttl(&mut self, slot: u32, ttl: Option<(&mut TtlColumns<'_>, f64, f64)>) {
-    if let Some((cols, ttl_ms, start)) = ttl {
-      let i = slot as usize;
-      if i < cols.starts.len() && i < cols.ttls.len() {
-        cols.starts[i] = if ttl_ms != 0.0 { start } else { 0.0 };
-        cols.ttls[i] = ttl_ms;
-        self.push_deadline(slot, Some(cols));
-      }
+  /// Writes `slot`'s TTL (when given) and hands the columns back, read-only.
+  fn write_ttl<'c, 'a>(
+    &mut self,
+    slot: u32,
+    ttl: Option<(&'c mut TtlColumns<'a>, f64, f64)>,
+  ) -> Option<&'c TtlColumns<'a>> {
+    let (cols, ttl_ms, start) = ttl?;
+    let i = slot as usize;
+    if i < cols.starts.len() && i < cols.ttls.len() {
+      cols.starts[i] = if ttl_ms != 0.0 { start } else { 0.0 };
+      cols.ttls[i] = ttl_ms;
+      self.push_deadline(slot, Some(cols));
     }
+    Some(cols)
   }
 
   /// Adds a new entry of `size` at the most recently used end and returns its
@@ -490,14 +495,14 @@ impl Policy {
     };
     self.len += 1;
     self.link_tail(slot);
-    {
-      let cols = ttl.as_mut().map(|(c, _, _)| &**c);
-      self.make_room_for(size, slot, cols, now, victims);
-    }
+    // The TTL goes in before room is made: until then the slot's columns
+    // may hold the deadline of its previous entry, and an expired one would
+    // shadow (as the protected slot) a truly expired entry to drop first.
+    let cols = self.write_ttl(slot, ttl);
+    self.make_room_for(size, slot, cols, now, victims);
     self.sizes[slot as usize] = size;
     self.calculated_size += size;
     self.stats.sets += 1;
-    self.write_ttl(slot, ttl);
     slot
   }
 
@@ -508,7 +513,7 @@ impl Policy {
     &mut self,
     slot: u32,
     size: Option<f64>,
-    mut ttl: Option<(&mut TtlColumns<'_>, f64, f64)>,
+    ttl: Option<(&mut TtlColumns<'_>, f64, f64)>,
     now: f64,
     victims: &mut Vec<(u32, Removal)>,
   ) {
@@ -516,19 +521,18 @@ impl Policy {
       return;
     }
     self.touch(slot);
+    // As in `insert`: the restarted TTL first, so the entry's own old
+    // deadline does not shadow another expired entry.
+    let cols = self.write_ttl(slot, ttl);
     if let Some(size) = size {
       let i = slot as usize;
       self.calculated_size -= self.sizes[i];
       self.sizes[i] = 0.0;
-      {
-        let cols = ttl.as_mut().map(|(c, _, _)| &**c);
-        self.make_room_for(size, slot, cols, now, victims);
-      }
+      self.make_room_for(size, slot, cols, now, victims);
       self.sizes[i] = size;
       self.calculated_size += size;
     }
     self.stats.sets += 1;
-    self.write_ttl(slot, ttl);
   }
 
   /// Removes the entry in `slot` and recycles the slot.
