@@ -86,7 +86,9 @@ function sum(counters, base, threads = THREADS) {
   return s
 }
 
-function checkRun(results, counters) {
+function checkRun(t, results, counters) {
+  const cut = results.filter((r) => r.killed && r.report === undefined).length
+  t.diagnostic(`${cut} of ${KILLED} terminated workers were cut off before they finished`)
   const violations = results.flatMap((r) => r.report?.violations ?? [])
   assert.deepEqual(violations, [], 'invariants held in every surviving thread')
   assert.equal(Atomics.load(counters, slot.violations), 0, 'no thread (terminated ones included) saw a violation')
@@ -99,7 +101,7 @@ function checkRun(results, counters) {
 
 const watchMs = (SECONDS + 30) * 1000
 
-test(`named LRUCache: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async () => {
+test(`named LRUCache: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async (t) => {
   const name = 'stress-cache'
   const options = { max: 200, maxSize: 60_000 }
   const before = NamedLRUCache.liveCount()
@@ -113,7 +115,7 @@ test(`named LRUCache: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeo
   const mine = cacheLoad({ name, thread: WORKERS, until, shared, options })
   const [results, own] = await watchdog(Promise.all([run.outcomes, mine]), watchMs, 'the cache stress', run.workers)
   run.stop()
-  checkRun(results, counters)
+  checkRun(t, results, counters)
   assert.deepEqual(own.violations, [])
   assert.ok(own.sets > 0 && own.gets > 0, 'the main thread did work during the run')
 
@@ -127,6 +129,7 @@ test(`named LRUCache: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeo
   const reads = stats.hits + stats.misses
   assert.ok(reads >= gets && reads <= gets + KILLED, `hits+misses ${reads}, counted ${gets}`)
   assert.ok(stats.hits > 0 && stats.evictions > 0, JSON.stringify(stats))
+  t.diagnostic(`cache: ${sets} sets, ${gets} gets across 9 threads; ${JSON.stringify(stats)}`)
   assert.ok(cache.size <= options.max && cache.calculatedSize <= options.maxSize)
   assert.equal(cache.size, [...cache.keys()].length, 'size matches what iteration sees')
 
@@ -141,7 +144,7 @@ test(`named LRUCache: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeo
   reopened.close()
 })
 
-test(`named Limiter: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async () => {
+test(`named Limiter: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async (t) => {
   const name = 'stress-limiter'
   const options = { concurrency: 4, maxPending: 64 }
   const before = native.NamedLimiter.liveCount()
@@ -155,7 +158,7 @@ test(`named Limiter: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeou
   const mine = limiterLoad({ name, thread: WORKERS, until, shared, options })
   const [results, own] = await watchdog(Promise.all([run.outcomes, mine]), watchMs, 'the limiter stress', run.workers)
   run.stop()
-  checkRun(results, counters)
+  checkRun(t, results, counters)
   assert.deepEqual(own.violations, [])
   const peak = Atomics.load(counters, slot.peak)
   assert.ok(peak <= options.concurrency, `peak ${peak}`)
@@ -175,25 +178,35 @@ test(`named Limiter: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeou
     assert.equal(Atomics.load(counters, slot.b + r.thread), 0, `thread ${r.thread}: nothing left running`)
   }
   const all = [...results.filter((x) => !x.killed).map((x) => x.report), own]
-  assert.ok(all.some((r) => r.rejected.ERR_QUEUE_FULL), 'the queue bound was reached')
+  const codes = JSON.stringify(all.map((r) => r.rejected))
+  t.diagnostic(`limiter: ${sum(counters, slot.c)} tasks, ${sum(counters, slot.a)} fn runs, peak ${peak}; ${codes}`)
   assert.ok(all.some((r) => r.rejected.ERR_TIMEOUT || r.rejected.ERR_ABORTED), 'cancellation paths ran')
 
-  // No lost wake-up and no leaked permit: after the terminations the main
-  // thread can still use all `concurrency` permits at once.
+  // No leaked permit or queue slot: after the terminations, exactly
+  // `concurrency` tasks run at once and `maxPending` wait; one more is
+  // refused. Then every waiting task runs (no lost wake-up).
   const stats = limiter.stats()
   assert.equal(stats.active, 0, `no permit held by a terminated thread: ${JSON.stringify(stats)}`)
   assert.equal(stats.pending, 0)
+  let release
+  const gate = new Promise((resolve) => (release = resolve))
   let running = 0
   let most = 0
-  const tasks = Array.from({ length: 40 }, () =>
+  let ran = 0
+  const tasks = Array.from({ length: options.concurrency + options.maxPending }, () =>
     limiter.run(async () => {
       most = Math.max(most, ++running)
-      await new Promise((resolve) => setTimeout(resolve, 1))
+      await gate
       running--
+      ran++
     }),
   )
-  await watchdog(Promise.all(tasks), watchMs, 'tasks queued after the stress')
+  await assert.rejects(limiter.run(() => {}), { code: 'ERR_QUEUE_FULL' }, 'the queue bound is exact')
+  await new Promise((resolve) => setTimeout(resolve, 10))
   assert.equal(most, options.concurrency, 'all permits came back')
+  release()
+  await watchdog(Promise.all(tasks), watchMs, 'tasks queued after the stress')
+  assert.equal(ran, tasks.length)
   await limiter.close()
   assert.equal(native.NamedLimiter.liveCount(), before, 'no registry entry left after the last handle closed')
   const reopened = new Limiter({ name, concurrency: 1 })
@@ -201,7 +214,7 @@ test(`named Limiter: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeou
   await reopened.close()
 })
 
-test(`named SingleFlight: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async () => {
+test(`named SingleFlight: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { timeout: watchMs + 10_000 }, async (t) => {
   const name = 'stress-flight'
   const options = { timeout: 20_000 }
   const before = native.NamedFlightGroup.liveGroups()
@@ -214,7 +227,7 @@ test(`named SingleFlight: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { t
   const run = startWorkers('flight', name, until, shared, options, 37)
   const results = await watchdog(run.outcomes, watchMs, 'the single-flight stress', run.workers)
   run.stop()
-  checkRun(results, counters)
+  checkRun(t, results, counters)
   const survivors = results.filter((x) => !x.killed)
   for (const r of survivors) {
     const rejected = Object.values(r.report.rejected).reduce((a, b) => a + b, 0)
@@ -222,6 +235,8 @@ test(`named SingleFlight: 8 threads for ${SECONDS} s, 3 terminated mid-run`, { t
     assert.equal(Atomics.load(counters, slot.c + r.thread), r.report.calls)
   }
   const all = survivors.map((r) => r.report)
+  const codes = JSON.stringify(all.map((r) => r.rejected))
+  t.diagnostic(`single-flight: ${sum(counters, slot.c)} calls, ${sum(counters, slot.a)} fn runs; ${codes}`)
   assert.ok(all.some((r) => r.rejected.E_FN), "fn's errors reached the callers")
   for (let k = 0; k < KEYS; k++) {
     const owner = Atomics.load(counters, slot.keys + k)
