@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const MATRIX = fileURLToPath(new URL('./fixtures/bad-input-matrix.mjs', import.meta.url))
-const TARGETS = ['LRUCache', 'NamedLRUCache', 'Limiter', 'NamedLimiter', 'pLimit', 'SingleFlight', 'NamedSingleFlight', 'WorkerPool']
+const TARGETS = ['LRUCache', 'LRUCachePlain', 'NamedLRUCache', 'Limiter', 'NamedLimiter', 'pLimit', 'SingleFlight', 'NamedSingleFlight', 'WorkerPool']
 const CHILD_TIMEOUT = 120_000
 
 function runTarget(target) {

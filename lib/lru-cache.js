@@ -825,7 +825,7 @@ class LRUCache {
     // the conversion's TypeError here, before any state changes (lru-cache
     // throws it halfway through its set; ours would leave a half-made entry).
     if (typeof ttl !== 'number') toNumber(ttl)
-    if (start !== undefined && typeof start !== 'number') toNumber(start)
+    if (start !== undefined && ttl !== 0 && typeof start !== 'number') toNumber(start) // (unused without a ttl)
     const isBF = this.#isBackgroundFetch(v)
     if (v === undefined) {
       if (status) status.set = 'deleted'
