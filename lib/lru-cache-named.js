@@ -38,6 +38,22 @@ function invalid(message) {
   return new BulkheadError(codes.INVALID_ARG, message)
 }
 
+/** The `perf` clock's time; anything but a number would reach Rust as garbage. */
+function perfNow(perf) {
+  const now = perf.now()
+  if (typeof now !== 'number') throw new TypeError(`perf.now() must return a number, got ${typeof now}`)
+  return now
+}
+
+/** A value's structured-clone bytes; an uncloneable value is a TypeError naming it. */
+function serialize(v) {
+  try {
+    return v8.serialize(v)
+  } catch (err) {
+    throw new TypeError(`named LRUCache values must be structured-cloneable: ${err.message}`, { cause: err })
+  }
+}
+
 function checkKey(k) {
   const t = typeof k
   if (t !== 'string' && t !== 'number') {
@@ -231,7 +247,7 @@ class NamedLRUCache {
   }
 
   #now() {
-    return this.#perf === undefined ? -1 : this.#perf.now()
+    return this.#perf === undefined ? -1 : perfNow(this.#perf)
   }
 
   #drain() {
@@ -261,7 +277,7 @@ class NamedLRUCache {
       if (updateAgeOnGet) flags |= UPDATE_AGE
       if (noDeleteOnStaleGet) flags |= NO_DELETE_ON_STALE
     }
-    const r = this.#perf === undefined ? this.#get(k, flags) : this.#get(k, flags, this.#perf.now())
+    const r = this.#perf === undefined ? this.#get(k, flags) : this.#get(k, flags, perfNow(this.#perf))
     if (flags & COLLECT) this.#drain()
     return decode(r)
   }
@@ -358,7 +374,7 @@ class NamedLRUCache {
       else if (v instanceof Uint8Array && v.constructor === Uint8Array) tag = TAG_UINT8
       else {
         tag = TAG_V8
-        value = v8.serialize(v)
+        value = serialize(v)
       }
     }
     if (ttl === -1 && start === -1 && this.#perf === undefined) this.#set(k, value, tag, flags)

@@ -77,6 +77,9 @@ const unref = (t) => {
   return t
 }
 
+/** `v` as a number, throwing the engine's TypeError for a symbol or a bigint. */
+const toNumber = (v) => v - 0
+
 const sameValueZero = (a, b) => a === b || (a !== a && b !== b)
 
 function flushTasks(disposed, disposeAfter) {
@@ -505,7 +508,9 @@ class LRUCache {
     if (!this.ttlAutopurge || !deadline || deadline >= this.#purgeAt) return
     if (this.#purgeTimer) clearTimeout(this.#purgeTimer)
     this.#purgeAt = deadline
-    const delay = Math.max(0, deadline - this.#perf.now()) + 1
+    // Capped: setTimeout turns a delay beyond 2^31-1 ms into 1 ms (a huge
+    // ttl would then spin); a far deadline is reached in steps.
+    const delay = Math.min(2 ** 31 - 1, Math.max(0, deadline - this.#perf.now()) + 1)
     this.#purgeTimer = unref(setTimeout(() => this.#autopurge(), delay))
   }
 
@@ -816,6 +821,11 @@ class LRUCache {
       sizeCalculation = this.sizeCalculation,
       status,
     } = setOptions
+    // A ttl or start that can never be a number (a symbol, a bigint) throws
+    // the conversion's TypeError here, before any state changes (lru-cache
+    // throws it halfway through its set; ours would leave a half-made entry).
+    if (typeof ttl !== 'number') toNumber(ttl)
+    if (start !== undefined && ttl !== 0 && typeof start !== 'number') toNumber(start) // (unused without a ttl)
     const isBF = this.#isBackgroundFetch(v)
     if (v === undefined) {
       if (status) status.set = 'deleted'

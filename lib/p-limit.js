@@ -91,7 +91,9 @@ function pLimit(concurrency) {
   // The reaction of every gate: runs the task at `head`.
   const runNext = () => {
     const i = (head & mask) * stride
-    const fn = ring[i]
+    // Named as p-limit names it, so a non-function throws p-limit's exact
+    // TypeError ("function_ is not a function").
+    const function_ = ring[i]
     const args = ring[i + 1]
     ring[i] = undefined
     ring[i + 1] = undefined
@@ -105,7 +107,7 @@ function pLimit(concurrency) {
     }
     let result
     try {
-      result = args === undefined ? fn() : fn(...args)
+      result = args === undefined ? function_() : function_(...args)
       if (result instanceof Promise) {
         result.then(settled, settled)
         return result
@@ -192,7 +194,13 @@ function pLimit(concurrency) {
       async value(iterable, mapper) {
         const promises = []
         try {
-          for (const item of iterable) promises.push(limit(mapper, item, promises.length))
+          // Array.from, as p-limit: array-likes are accepted, and a
+          // non-iterable gets the same TypeError.
+          Array.from(iterable, (item, index) => {
+            const promise = limit(mapper, item, index)
+            promises.push(promise)
+            return promise
+          })
         } catch (error) {
           // The iterable threw: the tasks already queued still run; observe
           // their promises so none is reported as unhandled.
@@ -669,7 +677,9 @@ class Limiter {
     if (wait < 0) return
     // Timers fire up to a millisecond early; the extra millisecond makes the
     // deadline due when it fires.
-    const delay = Math.ceil(wait) + 1
+    // Capped: setTimeout turns a delay beyond 2^31-1 ms into 1 ms (a huge
+    // rate interval would then spin); a far wake-up is reached in steps.
+    const delay = Math.min(2 ** 31 - 1, Math.ceil(wait) + 1)
     this.#timerAt = performance.now() + delay
     this.#timer = setTimeout(this.#onTimer, delay)
     this.#timer.unref()
@@ -743,8 +753,9 @@ class Limiter {
 
   /** Resolves when fewer than `limit` tasks wait. */
   onSizeLessThan(limit) {
-    if (typeof limit !== 'number' || Number.isNaN(limit)) {
-      return Promise.reject(invalid('limit must be a number'))
+    // `pendingCount < limit` never holds for limit <= 0: such a promise would never settle.
+    if (typeof limit !== 'number' || !(limit > 0)) {
+      return Promise.reject(invalid('limit must be a positive number'))
     }
     return this.#when(SIZE_LESS_THAN, limit)
   }

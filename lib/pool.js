@@ -7,7 +7,7 @@
 // busy pool keeps going while this thread is blocked; results come back in
 // batches through one weak thread-safe function.
 const { EventEmitter } = require('node:events')
-const { Worker, isMainThread, workerData: rawWorkerData } = require('node:worker_threads')
+const { Worker, isMainThread, SHARE_ENV, workerData: rawWorkerData } = require('node:worker_threads')
 const { fileURLToPath } = require('node:url')
 const path = require('node:path')
 const os = require('node:os')
@@ -120,7 +120,9 @@ function encodeTransfer(value, transferList) {
   const buffers = []
   for (const item of transferList) {
     const ab = item instanceof ArrayBuffer ? item : ArrayBuffer.isView(item) ? item.buffer : null
-    if (ab instanceof ArrayBuffer && !buffers.includes(ab)) buffers.push(ab)
+    // Anything else (a MessagePort, a number) is not supported: say so rather than ignore it.
+    if (!(ab instanceof ArrayBuffer)) throw new TypeError('transferList items must be ArrayBuffers or views of them')
+    if (!buffers.includes(ab)) buffers.push(ab)
   }
   if (buffers.length === 0) return encodeValue(value)
   const ser = new TransferSerializer(buffers)
@@ -242,6 +244,12 @@ function validateOptions(opts) {
   }
   for (const key of ['argv', 'execArgv']) {
     if (opts[key] !== undefined && !Array.isArray(opts[key])) throw new TypeError(`options.${key} must be an array`)
+  }
+  // What new Worker() takes; checked here so a bad env throws at once (as
+  // piscina's does) instead of failing every spawn later.
+  const env = opts.env
+  if (env != null && typeof env !== 'object' && env !== SHARE_ENV) {
+    throw new TypeError('options.env must be an object, null or worker_threads.SHARE_ENV')
   }
 }
 
@@ -421,7 +429,9 @@ class WorkerPool extends EventEmitter {
     try {
       payload = transferList !== undefined && transferList.length > 0 ? encodeTransfer(task, transferList) : encodeValue(task)
     } catch (err) {
-      return Promise.reject(err)
+      // v8.serialize's DataCloneError is a plain Error: a task that cannot be cloned is a TypeError naming it.
+      if (err instanceof TypeError) return Promise.reject(err)
+      return Promise.reject(new TypeError(`task could not be cloned: ${err.message}`, { cause: err }))
     }
     const module =
       filename == null && name == null ? (this.#defaultModule ??= this.#moduleId(file, this.#name)) : this.#moduleId(file, name ?? this.#name)

@@ -47,6 +47,13 @@ function checkTimeout(value, name) {
   return value
 }
 
+// setTimeout turns a delay beyond 2^31-1 ms into 1 ms (TimeoutOverflowWarning):
+// a far deadline (a huge `timeout`) is waited for in steps of at most that.
+const MAX_DELAY = 2 ** 31 - 1
+function timerDelay(at) {
+  return Math.min(MAX_DELAY, Math.max(1, Math.ceil(at - performance.now())))
+}
+
 function checkKey(key) {
   const type = typeof key
   if (type !== 'string' && type !== 'number') {
@@ -210,6 +217,10 @@ class SingleFlight {
 
   /** A function that deduplicates concurrent calls of `fn` by `keyFn(...args)` (default: the first argument). */
   wrap(fn, keyFn) {
+    // The returned function uses `this` later: a wrong receiver fails now, not at the first call.
+    if (typeof this !== 'object' || this === null || !(#flights in this)) {
+      throw new TypeError('wrap() must be called on a SingleFlight')
+    }
     if (typeof fn !== 'function') throw new TypeError('fn must be a function')
     if (keyFn !== undefined && typeof keyFn !== 'function') throw new TypeError('keyFn must be a function')
     const group = this
@@ -580,7 +591,7 @@ class SingleFlight {
       const next = this.#named.expire()
       this.#onWake() // this thread's own expired flights
       if (next >= 0 && this.#byId.size > 0) this.#armNamed(performance.now() + next)
-    }, Math.max(1, Math.ceil(at - performance.now())))
+    }, timerDelay(at))
     this.#namedTimer.unref()
   }
 
@@ -635,7 +646,7 @@ class SingleFlight {
   #arm(at) {
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timerAt = at
-    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(at - performance.now())))
+    this.#timer = setTimeout(this.#onTimer, timerDelay(at))
     // A caller waiting on a deadline keeps the process alive until it
     // passes, as its own setTimeout would; stale deadlines never do.
     if (this.#pending === 0) this.#timer.unref()
