@@ -6,6 +6,7 @@
 //! so every later choice of entry point can cite a measured number.
 
 use super::guard;
+use super::raw::{args, throw_type_error};
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::ptr;
@@ -89,28 +90,6 @@ pub fn panic_probe() -> bool {
 // ---------------------------------------------------------------------------
 
 const STR_BUF_LEN: usize = 256;
-
-unsafe fn throw_type_error(env: sys::napi_env, message: &CStr) -> sys::napi_value {
-  sys::napi_throw_type_error(env, ptr::null(), message.as_ptr());
-  ptr::null_mut()
-}
-
-unsafe fn args<const N: usize>(
-  env: sys::napi_env,
-  info: sys::napi_callback_info,
-) -> Option<[sys::napi_value; N]> {
-  let mut argc = N;
-  let mut argv = [ptr::null_mut(); N];
-  let status = sys::napi_get_cb_info(
-    env,
-    info,
-    &mut argc,
-    argv.as_mut_ptr(),
-    ptr::null_mut(),
-    ptr::null_mut(),
-  );
-  (status == sys::Status::napi_ok).then_some(argv)
-}
 
 unsafe extern "C" fn raw_noop(
   env: sys::napi_env,

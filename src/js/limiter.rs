@@ -15,6 +15,7 @@
 //! it when collected.
 
 use super::guard;
+use super::raw::args as read_args;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::ptr;
@@ -340,23 +341,6 @@ unsafe fn throw(env: sys::napi_env, code: &CStr, message: &str) -> sys::napi_val
   let message = CString::new(message).unwrap_or_else(|_| c"error".to_owned());
   sys::napi_throw_error(env, code.as_ptr(), message.as_ptr());
   ptr::null_mut()
-}
-
-unsafe fn read_args<const N: usize>(
-  env: sys::napi_env,
-  info: sys::napi_callback_info,
-) -> Option<[sys::napi_value; N]> {
-  let mut argc = N;
-  let mut argv = [ptr::null_mut(); N];
-  let status = sys::napi_get_cb_info(
-    env,
-    info,
-    &mut argc,
-    argv.as_mut_ptr(),
-    ptr::null_mut(),
-    ptr::null_mut(),
-  );
-  (status == sys::Status::napi_ok).then_some(argv)
 }
 
 unsafe fn get_u32(env: sys::napi_env, value: sys::napi_value) -> Option<u32> {

@@ -19,6 +19,7 @@
 //!   tracked): the TTL columns JS reads to answer "is it stale?".
 
 use super::guard;
+use super::raw::{args, throw_type_error as throw};
 use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -175,28 +176,6 @@ fn removal(code: f64) -> Removal {
 // is bounds-checked (slices of their real length). Nothing here panics on
 // user input: slot ids from JS are checked by the policy.
 // ---------------------------------------------------------------------------
-
-unsafe fn throw(env: sys::napi_env, message: &CStr) -> sys::napi_value {
-  sys::napi_throw_type_error(env, ptr::null(), message.as_ptr());
-  ptr::null_mut()
-}
-
-unsafe fn args<const N: usize>(
-  env: sys::napi_env,
-  info: sys::napi_callback_info,
-) -> Option<[sys::napi_value; N]> {
-  let mut argc = N;
-  let mut argv = [ptr::null_mut(); N];
-  let status = sys::napi_get_cb_info(
-    env,
-    info,
-    &mut argc,
-    argv.as_mut_ptr(),
-    ptr::null_mut(),
-    ptr::null_mut(),
-  );
-  (status == sys::Status::napi_ok).then_some(argv)
-}
 
 unsafe fn native<'a>(env: sys::napi_env, value: sys::napi_value) -> Option<&'a mut Native> {
   let mut data: *mut c_void = ptr::null_mut();

@@ -8,5 +8,6 @@ mod limiter;
 mod lru_cache;
 mod named_counter;
 mod pool;
+mod raw;
 mod shared_cache;
 mod single_flight;
