@@ -6,7 +6,7 @@
 //! so every later choice of entry point can cite a measured number.
 
 use super::guard;
-use super::raw::{args, throw_type_error};
+use super::raw::{args, define_functions, throw_type_error, RawCallback};
 use std::ffi::CStr;
 use std::os::raw::c_char;
 use std::ptr;
@@ -139,8 +139,6 @@ unsafe extern "C" fn raw_str_len(
   })
 }
 
-type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-
 unsafe extern "C" fn raw_panic_probe(
   env: sys::napi_env,
   _info: sys::napi_callback_info,
@@ -163,27 +161,7 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 4] = [
 #[napi(module_exports)]
 pub fn register_raw_boundary_functions(exports: Object, env: Env) -> napi::Result<()> {
   guard::install(env.raw());
-  for (name, callback) in RAW_FUNCTIONS {
-    // SAFETY: `env` and `exports` are the live environment and exports object
-    // Node passed to module init; `name` is NUL-terminated and 'static.
-    unsafe {
-      let mut function = ptr::null_mut();
-      let status = sys::napi_create_function(
-        env.raw(),
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        Some(callback),
-        ptr::null_mut(),
-        &mut function,
-      );
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_create_function failed"));
-      }
-      let status = sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function);
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_set_named_property failed"));
-      }
-    }
-  }
-  Ok(())
+  // SAFETY: `env` and `exports` are the live environment and exports object
+  // Node passed to module init.
+  unsafe { define_functions(env.raw(), exports.raw(), &RAW_FUNCTIONS) }
 }

@@ -15,7 +15,7 @@
 //! it when collected.
 
 use super::guard;
-use super::raw::args as read_args;
+use super::raw::{args as read_args, define_functions, RawCallback};
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::ptr;
@@ -435,8 +435,6 @@ unsafe extern "C" fn raw_finish(
   })
 }
 
-type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [
   (c"limiterSubmit", raw_submit),
   (c"limiterFinish", raw_finish),
@@ -448,29 +446,9 @@ const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [
 #[napi(catch_unwind)]
 pub fn limiter_raw_functions(env: &Env) -> napi::Result<Object<'_>> {
   let functions = Object::new(env)?;
-  for (name, callback) in RAW_FUNCTIONS {
-    // SAFETY: `env` is the live environment of this call and `functions` an
-    // object created in its handle scope; `name` is NUL-terminated and 'static.
-    unsafe {
-      let mut function = ptr::null_mut();
-      let status = sys::napi_create_function(
-        env.raw(),
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        Some(callback),
-        ptr::null_mut(),
-        &mut function,
-      );
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_create_function failed"));
-      }
-      let status =
-        sys::napi_set_named_property(env.raw(), functions.raw(), name.as_ptr(), function);
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_set_named_property failed"));
-      }
-    }
-  }
+  // SAFETY: `env` is the live environment of this call and `functions` an
+  // object created in its handle scope.
+  unsafe { define_functions(env.raw(), functions.raw(), &RAW_FUNCTIONS)? };
   Ok(functions)
 }
 

@@ -19,7 +19,7 @@
 //!   tracked): the TTL columns JS reads to answer "is it stale?".
 
 use super::guard;
-use super::raw::{args, throw_type_error as throw};
+use super::raw::{args, define_functions, throw_type_error as throw, RawCallback};
 use std::ffi::{c_void, CStr};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -579,8 +579,6 @@ unsafe extern "C" fn lru_options(
   })
 }
 
-type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 17] = [
   (c"lruLive", lru_live),
   (c"lruReserve", lru_reserve),
@@ -614,24 +612,7 @@ pub fn lru_cache_functions(env: Env) -> napi::Result<Object<'static>> {
     if sys::napi_create_object(env.raw(), &mut exports) != sys::Status::napi_ok {
       return Err(napi::Error::from_reason("napi_create_object failed"));
     }
-    for (name, callback) in RAW_FUNCTIONS {
-      let mut function = ptr::null_mut();
-      let status = sys::napi_create_function(
-        env.raw(),
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        Some(callback),
-        ptr::null_mut(),
-        &mut function,
-      );
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_create_function failed"));
-      }
-      let status = sys::napi_set_named_property(env.raw(), exports, name.as_ptr(), function);
-      if status != sys::Status::napi_ok {
-        return Err(napi::Error::from_reason("napi_set_named_property failed"));
-      }
-    }
+    define_functions(env.raw(), exports, &RAW_FUNCTIONS)?;
     Ok(Object::from_raw(env.raw(), exports))
   }
 }

@@ -38,3 +38,38 @@ pub(crate) unsafe fn args<const N: usize>(
   );
   (status == sys::Status::napi_ok).then_some(argv)
 }
+
+/// The signature of a hand-registered Node-API callback.
+pub(crate) type RawCallback =
+  unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// Creates each `(name, callback)` as a JS function and sets it on `target`
+/// under that name.
+///
+/// # Safety
+/// `env` must be the live environment of the current call on its JS thread,
+/// and `target` an object value in the current handle scope.
+pub(crate) unsafe fn define_functions(
+  env: sys::napi_env,
+  target: sys::napi_value,
+  functions: &[(&CStr, RawCallback)],
+) -> napi::Result<()> {
+  for (name, callback) in functions {
+    let mut function = ptr::null_mut();
+    let status = sys::napi_create_function(
+      env,
+      name.as_ptr(),
+      name.to_bytes().len() as isize,
+      Some(*callback),
+      ptr::null_mut(),
+      &mut function,
+    );
+    if status != sys::Status::napi_ok {
+      return Err(napi::Error::from_reason("napi_create_function failed"));
+    }
+    if sys::napi_set_named_property(env, target, name.as_ptr(), function) != sys::Status::napi_ok {
+      return Err(napi::Error::from_reason("napi_set_named_property failed"));
+    }
+  }
+  Ok(())
+}
