@@ -1,0 +1,2 @@
+// A WorkerPool task module (ESM).
+export default ({ a, b }) => a + b
