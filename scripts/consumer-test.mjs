@@ -6,7 +6,8 @@
 //   2. The prebuilt way: the linux-x64-gnu platform package (npm/<platform>/
 //      with the .node that step 1 built) packed and installed beside the main
 //      tarball, with cargo NOT on PATH: the app runs with no compile.
-//   3. `npm install <path to this checkout>` and 4. `npm install git+file://…`.
+//   3. `npm install <path to a fresh clone>` and 4. `npm install git+file://…`
+//      (both from a clone of the committed HEAD).
 //
 // In each app a CommonJS and an ES module program use all four primitives
 // through their public entry points; in the first, `tsc --noEmit` checks a
@@ -66,6 +67,9 @@ function install(dir, specs, env = process.env) {
 function usePrograms(dir, env = process.env) {
   for (const program of ['use.cjs', 'use.mjs']) {
     const { output } = run(process.execPath, [program], { cwd: dir, env })
+    // Each program prints one line after its last check; a process that ran
+    // out of work before that (a promise nothing kept alive) exits 0 silently.
+    if (!output.includes('all four primitives work')) throw new Error(`${program} exited before finishing:\n${output}`)
     process.stdout.write(`    ${output.trim()}\n`)
   }
 }
@@ -159,18 +163,30 @@ await step('prebuilt', () => {
   return { seconds, size: platform.size }
 })
 
+// A fresh clone of the committed HEAD, as a user has it: no target/, no .node.
+let clone = null
+function freshClone() {
+  if (!clone) {
+    clone = path.join(work, 'clone')
+    run('git', ['clone', '--quiet', repo, clone])
+    const dirty = run('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo }).output.trim()
+    if (dirty) process.stdout.write('    note: the checkout has uncommitted changes; the clone and git+file use the committed HEAD\n')
+  }
+  return clone
+}
+
 await step('path', () => {
-  const dir = newApp('path', `file:${repo}`)
-  const seconds = install(dir, [repo])
-  process.stdout.write(`    npm install <path to the checkout> took ${seconds.toFixed(1)} s\n`)
+  const source = freshClone()
+  const dir = newApp('path', `file:${source}`)
+  const seconds = install(dir, [source])
+  if (!fs.readdirSync(source).some((file) => file.endsWith('.node'))) throw new Error('the path install built no addon in the clone')
+  process.stdout.write(`    npm install <path to a fresh clone> took ${seconds.toFixed(1)} s\n`)
   usePrograms(dir)
   return { seconds }
 })
 
 await step('git', () => {
-  const dirty = run('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repo }).output.trim()
-  if (dirty) process.stdout.write('    note: the checkout has uncommitted changes; git+file installs the committed HEAD\n')
-  const spec = `git+file://${repo}`
+  const spec = `git+file://${freshClone()}`
   const dir = newApp('git', spec)
   const seconds = install(dir, [spec])
   process.stdout.write(`    npm install git+file://… took ${seconds.toFixed(1)} s\n`)

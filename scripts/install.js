@@ -50,11 +50,25 @@ function prebuiltPackage(name) {
   }
 }
 
+function isInside(child, parent) {
+  const relative = path.relative(path.resolve(parent), path.resolve(child))
+  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative)
+}
+
 function main() {
   const suffix = platformSuffix()
   const addon = path.join(root, `${pkg.napi.binaryName}.${suffix}.node`)
   const isCheckout = fs.existsSync(path.join(root, '.git'))
   const forced = process.env.BULKHEAD_BUILD_FROM_SOURCE === '1'
+
+  // To install a git dependency, npm clones it into its cache, runs
+  // `npm install` there, packs the clone and installs the tarball, which runs
+  // this script again. Building in the throwaway clone would compile twice.
+  const npmCache = process.env.npm_config_cache
+  if (!forced && npmCache && isInside(root, path.join(npmCache, '_cacache'))) {
+    log('skipping the build in the clone npm packs a git dependency from; it runs when the package is installed')
+    return 0
+  }
 
   if (!isCheckout && !forced) {
     const prebuilt = prebuiltPackage(`${pkg.name}-${suffix}`)
