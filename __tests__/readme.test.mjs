@@ -25,8 +25,11 @@
 // Any other marker is an error, so a typo cannot silently skip a block.
 // Unmarked blocks are written as block-<line>.mjs (or .cjs). Each markdown
 // file gets its own folder inside the app, so two files' task.mjs do not
-// collide. A block passes when it exits 0 within the time limit: it must
-// run to the end and must not keep the process alive.
+// collide. A block passes when it exits 0 within the time limit (it must
+// run to the end and must not keep the process alive) and prints what it
+// says it prints: a `console.log(…) // text` line states its output, and
+// the block's output lines, in order, must equal those comments (a comment
+// may open with a note that ends in ': ', as in `// in any thread: 42`).
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, readdirSync, rmSync, existsSync } from 'node:fs'
@@ -93,6 +96,26 @@ test('the extractor finds js/mjs/cjs blocks, reads their markers and skips other
     { line: 13, code: 'x()', ext: 'mjs', skip: 'a fragment' },
     { line: 16, code: 'require("x")', ext: 'cjs' },
   ])
+})
+
+/** What a block says it prints: the comments of its `console.log(…) // text` lines, in order. */
+export function statedOutput(code) {
+  return code
+    .split('\n')
+    .map((line) => /console\.log\(.*\)\s*\/\/\s*(.+?)\s*$/.exec(line)?.[1])
+    .filter((comment) => comment !== undefined)
+}
+
+/** Whether `printed` (one output line) is what `comment` says. */
+export function saysPrinted(comment, printed) {
+  return comment === printed || comment.endsWith(`: ${printed}`)
+}
+
+test('the stated output of a block is read from its console.log comments', () => {
+  const code = ["console.log(1 + 1) // 2", "const x = 1 // not a log", "console.log({ a: 1 }) // in any thread: { a: 1 }"].join('\n')
+  assert.deepEqual(statedOutput(code), ['2', 'in any thread: { a: 1 }'])
+  assert.ok(saysPrinted('in any thread: { a: 1 }', '{ a: 1 }'))
+  assert.ok(!saysPrinted('2', '3'))
 })
 
 test('the extractor refuses an unknown marker and a not-runnable marker without a reason', () => {
@@ -170,6 +193,12 @@ for (const doc of docs) {
         0,
         `example at ${doc}:${block.line} failed (status ${result.status}, signal ${result.signal})\n${result.stderr}`,
       )
+      const stated = statedOutput(block.code)
+      const printed = result.stdout.split('\n').filter((line) => line !== '')
+      assert.equal(printed.length, stated.length, `${doc}:${block.line} printed ${printed.length} lines, its comments state ${stated.length}:\n${result.stdout}`)
+      stated.forEach((comment, i) => {
+        assert.ok(saysPrinted(comment, printed[i]), `${doc}:${block.line}: printed ${JSON.stringify(printed[i])}, the comment says ${JSON.stringify(comment)}`)
+      })
     })
   }
 }
