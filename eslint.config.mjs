@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import globals from 'globals'
 
 export default [
-  { ignores: ['binding.js', 'binding.d.ts', 'target/**', 'npm/**', 'bench/results/**', '**/*.d.ts', '**/*.ts'] },
+  { ignores: ['binding.js', 'binding.d.ts', 'target/**', 'npm/**', 'bench/results/**', 'docs/api/**', '**/*.d.ts', '**/*.ts'] },
   js.configs.recommended,
   {
     files: ['**/*.js', '**/*.cjs'],

@@ -26,8 +26,8 @@ export interface SingleFlightOptions {
    * other keys) is caught, so it rejects with `ERR_RECURSIVE_FLIGHT` instead
    * of waiting on itself. `'sync'` (default, free) catches such a call made
    * before the flight's first `await`; `'async'` follows the whole async
-   * context with an `AsyncLocalStorage`, which on Node 20 slows every
-   * `await` in the process (see README).
+   * context with an `AsyncLocalStorage`, which up to Node 22 slows every
+   * `await` in the process (see docs/single-flight.md).
    */
   detectRecursion?: 'sync' | 'async'
 }
