@@ -22,10 +22,6 @@ const guides = readdirSync(path.join(root, 'docs'))
   .map((f) => `docs/${f}`)
 const pages = ['README.md', 'ARCHITECTURE.md', ...guides]
 
-// Links to files another branch is writing at the same time. Remove a name
-// when its file lands (the last test fails until then, so this cannot rot).
-const PENDING = new Set(['docs/install.md'])
-
 /** The lines of `markdown` outside fenced code blocks, with their numbers. */
 function prose(markdown) {
   const out = []
@@ -127,7 +123,6 @@ test('relative links point at files that exist, and anchors at headings', () => 
         if (/^[a-z]+:/i.test(target)) continue
         const [file, anchor] = target.split('#')
         const resolved = file ? path.posix.normalize(path.posix.join(dir, file)) : page
-        if (PENDING.has(resolved)) continue
         if (!existsSync(path.join(root, resolved))) {
           problems.push(`${page}:${line}: ${target}: no such file`)
           continue
@@ -201,8 +196,4 @@ test('no page cites internal issue numbers', () => {
     }
   }
   assert.deepEqual(problems, [])
-})
-
-test('every pending link target is still missing (remove it from PENDING once it lands)', () => {
-  for (const file of PENDING) assert.ok(!existsSync(path.join(root, file)), `${file} exists now: remove it from PENDING`)
 })
