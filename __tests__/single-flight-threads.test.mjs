@@ -141,7 +141,13 @@ test('threads that exit mid-flight leak nothing; the name is freed after the las
   assert.equal(probe.liveFlights, 0, 'the flights of exited threads were released')
   assert.equal(probe.size, 0)
   probe.close()
-  assert.equal(native.NamedFlightGroup.liveGroups(), before)
+  // liveGroups() also counts earlier tests' groups that wait for a GC (Node
+  // 26 collected two of them during this test: 2 !== 4), so it may only
+  // fall; that 'sf-leak' itself is freed shows as a reopen with other
+  // options being accepted (a live name refuses them with ERR_INVALID_ARG).
+  assert.ok(native.NamedFlightGroup.liveGroups() <= before)
+  const reopened = new native.NamedFlightGroup('sf-leak', 1_000, undefined, () => {})
+  reopened.close()
 })
 
 test('a named group rejects a second open with other options, and a bad name', () => {
