@@ -97,6 +97,39 @@ test('a ttl-only cache warns LRU_CACHE_UNBOUNDED once, like lru-cache', async ()
   assert.equal(warnings[0][1], 'LRU_CACHE_UNBOUNDED')
 })
 
+// Found by lru-cache's own suite: where process.emitWarning is missing,
+// lru-cache prints the warning with console.error; bulkhead threw
+// "TypeError: process.emitWarning is not a function" from the constructor.
+test('without process.emitWarning the unbounded-cache warning goes to console.error, like lru-cache', () => {
+  // a child: the warning is given once per process
+  const script = `
+    import { LRUCache as Peer } from 'lru-cache'
+    import { LRUCache as Ours } from ${JSON.stringify(fileURLToPath(new URL('../lib/lru-cache.js', import.meta.url)))}
+    delete process.emitWarning
+    const seen = []
+    console.error = (...args) => seen.push(args)
+    const out = {}
+    for (const [side, Cls] of [['peer', Peer], ['ours', Ours]]) {
+      seen.length = 0
+      try {
+        new Cls({ ttl: 10 })
+        new Cls({ ttl: 10 })
+        out[side] = [...seen]
+      } catch (err) {
+        out[side] = err.constructor.name + ': ' + err.message
+      }
+    }
+    process.stdout.write(JSON.stringify(out))
+  `
+  const cwd = fileURLToPath(new URL('..', import.meta.url))
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd, encoding: 'utf8' })
+  assert.equal(child.status, 0, child.stderr)
+  const { peer, ours } = JSON.parse(child.stdout)
+  assert.equal(peer.length, 1)
+  assert.match(peer[0][0], /^\[LRU_CACHE_UNBOUNDED\] UnboundedCacheWarning: TTL caching/)
+  assert.deepStrictEqual(ours, peer)
+})
+
 test('options are readable as properties, the mutable ones settable, and a cache copies another', () => {
   const dispose = () => {}
   const perf = { now: () => 5 }

@@ -71,6 +71,14 @@ const defaultPerf =
     : Date
 
 const warned = new Set()
+/** lru-cache's warning: through process.emitWarning, or console.error where there is none. */
+function emitWarning(msg, type, code, fn) {
+  if (typeof process === 'object' && process && typeof process.emitWarning === 'function') {
+    process.emitWarning(msg, type, code, fn)
+  } else {
+    console.error(`[${code}] ${type}: ${msg}`)
+  }
+}
 const isPosInt = (n) => !!n && n === Math.floor(n) && n > 0 && isFinite(n)
 const unref = (t) => {
   if (t && typeof t.unref === 'function') t.unref()
@@ -335,7 +343,7 @@ class LRUCache {
         warned.add(code)
         const msg =
           'TTL caching without ttlAutopurge, max, or maxSize can ' + 'result in unbounded memory consumption.'
-        process.emitWarning(msg, 'UnboundedCacheWarning', code, LRUCache)
+        emitWarning(msg, 'UnboundedCacheWarning', code, LRUCache)
       }
     }
   }
