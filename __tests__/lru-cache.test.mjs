@@ -463,6 +463,38 @@ test('ttlAutopurge removes expired entries with one timer per cache', async () =
   c.clear()
 })
 
+// A deliberate difference: lru-cache arms a restored entry's purge timer
+// for a full ttl from load(), so an entry dumped at 60 ms of its 100 ms ttl
+// is purged 160 ms after it was set; bulkhead purges it at its deadline.
+// (Both already treat it as stale from its deadline: get() misses.)
+test('ttlAutopurge purges entries restored by load() at their true deadline (lru-cache: a full ttl after load)', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
+  const purgedAt = (Cls) => {
+    const start = Date.now()
+    const purged = []
+    const opts = { ttl: 100, ttlAutopurge: true, ttlResolution: 0, perf: { now: () => Date.now() } }
+    const source = new Cls(opts)
+    source.set('a', 1)
+    source.set('b', 2, { ttl: 0 })
+    t.mock.timers.tick(60)
+    const dump = source.dump()
+    source.clear()
+    const restored = new Cls({ ...opts, dispose: (v, k, r) => purged.push([k, r, Date.now() - start]) })
+    restored.load(dump)
+    for (let i = 0; i < 200; i++) t.mock.timers.tick(1)
+    const left = [...restored.keys()]
+    const result = { purged: [...purged], left }
+    restored.clear()
+    return result
+  }
+  const ours = purgedAt(LRUCache)
+  const peer = purgedAt(Peer)
+  assert.deepStrictEqual(ours.purged, [['a', 'expire', 101]])
+  assert.deepStrictEqual(peer.purged, [['a', 'expire', 161]])
+  assert.deepStrictEqual(ours.left, ['b'])
+  assert.deepStrictEqual(peer.left, ['b'])
+})
+
 test('nothing is allocated up front in proportion to max', () => {
   const before = process.memoryUsage().arrayBuffers
   const caches = Array.from({ length: 20 }, () => new LRUCache({ max: 10_000_000 }))
