@@ -303,6 +303,52 @@ test('fetch: misses, dedupe, stale-while-revalidate, aborts and rejections behav
   })
 })
 
+// With ignoreFetchAbort and allowStaleOnFetchAbort, a background fetch whose
+// entry was deleted, cleared or replaced by load(dump()) writes its late
+// value back only while the entry's old slot is still empty in lru-cache,
+// and lru-cache restarts its slot ids from 0 whenever the cache empties.
+// bulkhead gave out slots in another order (a freed slot first, reserved
+// ids returned in reverse), so the same calls left a different cache.
+test('a fetch aborted by delete, clear or load(dump()) writes back exactly when lru-cache does', async () => {
+  // steps run synchronously; `tick` lets settled fetches write back
+  const scenarios = [
+    // the cache empties: lru-cache reuses slot 0 for a, so b's value is dropped
+    ['fetch b', 'fetch d', 'delete b', 'delete d', 'resolve b', 'set a', 'tick'],
+    // load(dump()) refills slots 0 and 1: c's old slot (2) is empty, c is written
+    ['fetch a', 'set d', 'resolve a', 'fetch c', 'tick', 'load', 'resolve c', 'tick'],
+    // load(dump()) refills c's old slot: its value is dropped
+    ['fetch b', 'fetch c', 'set b', 'set a', 'resolve c', 'load', 'tick'],
+    // nothing reuses the slot: written back (lru-cache's rule)
+    ['set z', 'fetch a', 'delete a', 'resolve a', 'tick'],
+    ['set z', 'fetch a', 'clear', 'set y', 'set x', 'resolve a', 'tick'],
+  ]
+  await same(async (Cls) => {
+    const out = []
+    for (const steps of scenarios) {
+      const pending = new Map()
+      const c = new Cls({
+        max: 4,
+        ignoreFetchAbort: true,
+        allowStaleOnFetchAbort: true,
+        fetchMethod: (k) => new Promise((resolve) => pending.set(k, resolve)),
+      })
+      const results = []
+      for (const step of steps) {
+        const [op, k] = step.split(' ')
+        if (op === 'fetch') c.fetch(k).then((v) => results.push([k, v]), (err) => results.push([k, err.message]))
+        else if (op === 'resolve') pending.get(k)(`${k}!`)
+        else if (op === 'set') c.set(k, k)
+        else if (op === 'delete') c.delete(k)
+        else if (op === 'clear') c.clear()
+        else if (op === 'load') c.load(c.dump())
+        else if (op === 'tick') for (let i = 0; i < 6; i++) await null
+      }
+      out.push([steps.join(', '), [...c.entries()], results])
+    }
+    return out
+  })
+})
+
 test('fetch without fetchMethod is a get; memo hits, misses and forceRefresh like lru-cache', async () => {
   await same(async (Cls) => {
     const out = []

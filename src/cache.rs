@@ -291,6 +291,7 @@ impl Policy {
   /// [`Policy::release_reserved`] go back to the free list.
   pub fn reserve(&mut self, want: usize, cap: u32) -> &[u32] {
     self.release_reserved();
+    self.restart_if_empty();
     let room = if self.opts.max == 0 {
       usize::MAX
     } else {
@@ -309,13 +310,43 @@ impl Policy {
     &self.reserved
   }
 
-  /// Takes back the reserved ids that were not used.
+  /// Takes back the reserved ids that were not used, restoring the free
+  /// list (and the high-water mark) as if they had never been handed out:
+  /// slot ids are then given out in exactly lru-cache's order.
   pub fn release_reserved(&mut self) {
-    for slot in std::mem::take(&mut self.reserved) {
-      if self.links[slot as usize].prev == RESERVED {
-        self.links[slot as usize].prev = FREE;
+    let reserved = std::mem::take(&mut self.reserved);
+    for &slot in reserved.iter().rev() {
+      let i = slot as usize;
+      if self.links[i].prev != RESERVED {
+        continue;
+      }
+      if i + 1 == self.links.len() {
+        self.links.pop();
+        self.sizes.pop();
+        self.armed.pop();
+      } else {
+        self.links[i].prev = FREE;
         self.free.push(slot);
       }
+    }
+    self.reserved = reserved;
+    self.reserved.clear();
+  }
+
+  /// An empty cache hands out slot ids from 0 again, as lru-cache does (it
+  /// resets its free list whenever its last entry leaves). Which slot an
+  /// entry gets is observable in lru-cache: a background fetch whose entry
+  /// was removed writes its late value back only while its old slot is
+  /// still empty (`ignoreFetchAbort` with `allowStaleOnFetchAbort`).
+  fn restart_if_empty(&mut self) {
+    if self.len == 0 && self.reserved.is_empty() {
+      self.links.clear();
+      self.sizes.clear();
+      self.armed.clear();
+      self.free.clear();
+      self.deadlines.clear();
+      self.head = NONE;
+      self.tail = NONE;
     }
   }
 
@@ -519,6 +550,7 @@ impl Policy {
       victims.push((victim, why));
       victim
     } else {
+      self.restart_if_empty();
       self.take_slot()
     };
     self.len += 1;
