@@ -29,4 +29,8 @@ test('npm run demo -- --quick --json reports every trap removed', () => {
     if (s.timing) continue
     assert.ok(s.ok, `${s.id}: bulkhead ${s.bulkhead} is not ${s.better} than naive ${s.naive} (${s.unit})`)
   }
+  // Counted with WeakRefs after forced GCs, so exact: every request the naive
+  // listeners hold survives, and none of bulkhead's does.
+  const retention = report.scenarios.find((s) => s.id === 'listener-retention')
+  assert.deepEqual([retention.naive, retention.bulkhead, retention.note], [500, 0, 'of 500'])
 })

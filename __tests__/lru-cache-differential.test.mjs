@@ -308,3 +308,74 @@ test(`lru-cache and bulkhead agree on ${SEQUENCES} seeded random sequences`, () 
   }
   assert.equal(compared, SEQUENCES * STEPS)
 })
+
+// Auto-purge order, with mocked timers and the fake clock moved together.
+// lru-cache arms one timer per entry (re-armed when its TTL restarts) and
+// timers due together fire in the order they were armed; bulkhead keeps one
+// timer per cache and must purge in that same order. (Before: entries that
+// expired in the same millisecond were purged in slot order.)
+test('ttlAutopurge purges in lru-cache order, ties in the order the TTLs were (re)started', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] })
+  const keys = keyPools.string.slice(0, 8)
+  const sets = [
+    { max: 6, ttl: 5, ttlAutopurge: true },
+    { max: 8, ttl: 4, ttlAutopurge: true, updateAgeOnGet: true, updateAgeOnHas: true },
+    { ttl: 6, ttlAutopurge: true, allowStale: true, noDeleteOnStaleGet: true, updateAgeOnGet: true },
+    { maxSize: 12, sizeCalculation: sizeOf, ttl: 3, ttlAutopurge: true, noUpdateTTL: true },
+  ]
+  const clock = { t: 1000 }
+  const advance = (by, stepwise) => {
+    // a jump fires everything due at once, as a late timer on a busy machine does
+    if (stepwise) {
+      for (let i = 0; i < by; i++) {
+        clock.t += 1
+        t.mock.timers.tick(1)
+      }
+    } else {
+      clock.t += by
+      t.mock.timers.tick(by)
+    }
+  }
+  const SEQS = Math.max(50, Math.floor(SEQUENCES / 10))
+  for (let seed = 1; seed <= SEQS; seed++) {
+    const rand = rng(seed * 7919)
+    const opts = sets[seed % sets.length]
+    const sides = [Peer, Ours].map((Cls) => {
+      const log = []
+      const dispose = (v, k, r) => log.push([picture(v), k, r])
+      const cache = new Cls({ ...opts, ttlResolution: 0, perf: { now: () => clock.t }, dispose })
+      return { cache, log }
+    })
+    const trace = []
+    for (let step = 0; step < 80; step++) {
+      const r = rand()
+      const k = keys[Math.floor(rand() * keys.length)]
+      let op
+      if (r < 0.4) {
+        const ttl = rand() < 0.3 ? Math.floor(rand() * 8) : undefined
+        op = ['set', k, step, ttl === undefined ? {} : { ttl }]
+      } else if (r < 0.55) op = ['get', k, { updateAgeOnGet: rand() < 0.5 }]
+      else if (r < 0.62) op = ['has', k, { updateAgeOnHas: rand() < 0.5 }]
+      else if (r < 0.67) op = ['delete', k]
+      else if (r < 0.68) op = ['clear']
+      else op = ['advance', 1 + Math.floor(rand() * 4), rand() < 0.5]
+      trace.push(op)
+      for (const side of sides) side.log.length = 0
+      // one clock for both: an advance fires both caches' timers
+      if (op[0] === 'advance') advance(op[1], op[2])
+      const seen = sides.map(({ cache, log }) => {
+        const result = op[0] === 'advance' ? undefined : cache[op[0]](...structuredClone(op.slice(1)))
+        return JSON.stringify({
+          result: result === cache ? 'this' : picture(result),
+          disposed: log,
+          size: cache.size,
+          keys: [...cache.rkeys()],
+        })
+      })
+      if (seen[0] !== seen[1]) {
+        assert.fail(`seed ${seed}, options ${JSON.stringify(opts)}\nops:\n${trace.map((o) => `  ${JSON.stringify(o)}`).join('\n')}\npeer ${seen[0]}\nours ${seen[1]}`)
+      }
+    }
+    for (const { cache } of sides) cache.clear()
+  }
+})

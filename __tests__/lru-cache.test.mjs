@@ -97,6 +97,39 @@ test('a ttl-only cache warns LRU_CACHE_UNBOUNDED once, like lru-cache', async ()
   assert.equal(warnings[0][1], 'LRU_CACHE_UNBOUNDED')
 })
 
+// Found by lru-cache's own suite: where process.emitWarning is missing,
+// lru-cache prints the warning with console.error; bulkhead threw
+// "TypeError: process.emitWarning is not a function" from the constructor.
+test('without process.emitWarning the unbounded-cache warning goes to console.error, like lru-cache', () => {
+  // a child: the warning is given once per process
+  const script = `
+    import { LRUCache as Peer } from 'lru-cache'
+    import { LRUCache as Ours } from ${JSON.stringify(fileURLToPath(new URL('../lib/lru-cache.js', import.meta.url)))}
+    delete process.emitWarning
+    const seen = []
+    console.error = (...args) => seen.push(args)
+    const out = {}
+    for (const [side, Cls] of [['peer', Peer], ['ours', Ours]]) {
+      seen.length = 0
+      try {
+        new Cls({ ttl: 10 })
+        new Cls({ ttl: 10 })
+        out[side] = [...seen]
+      } catch (err) {
+        out[side] = err.constructor.name + ': ' + err.message
+      }
+    }
+    process.stdout.write(JSON.stringify(out))
+  `
+  const cwd = fileURLToPath(new URL('..', import.meta.url))
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd, encoding: 'utf8' })
+  assert.equal(child.status, 0, child.stderr)
+  const { peer, ours } = JSON.parse(child.stdout)
+  assert.equal(peer.length, 1)
+  assert.match(peer[0][0], /^\[LRU_CACHE_UNBOUNDED\] UnboundedCacheWarning: TTL caching/)
+  assert.deepStrictEqual(ours, peer)
+})
+
 test('options are readable as properties, the mutable ones settable, and a cache copies another', () => {
   const dispose = () => {}
   const perf = { now: () => 5 }
@@ -270,6 +303,52 @@ test('fetch: misses, dedupe, stale-while-revalidate, aborts and rejections behav
   })
 })
 
+// With ignoreFetchAbort and allowStaleOnFetchAbort, a background fetch whose
+// entry was deleted, cleared or replaced by load(dump()) writes its late
+// value back only while the entry's old slot is still empty in lru-cache,
+// and lru-cache restarts its slot ids from 0 whenever the cache empties.
+// bulkhead gave out slots in another order (a freed slot first, reserved
+// ids returned in reverse), so the same calls left a different cache.
+test('a fetch aborted by delete, clear or load(dump()) writes back exactly when lru-cache does', async () => {
+  // steps run synchronously; `tick` lets settled fetches write back
+  const scenarios = [
+    // the cache empties: lru-cache reuses slot 0 for a, so b's value is dropped
+    ['fetch b', 'fetch d', 'delete b', 'delete d', 'resolve b', 'set a', 'tick'],
+    // load(dump()) refills slots 0 and 1: c's old slot (2) is empty, c is written
+    ['fetch a', 'set d', 'resolve a', 'fetch c', 'tick', 'load', 'resolve c', 'tick'],
+    // load(dump()) refills c's old slot: its value is dropped
+    ['fetch b', 'fetch c', 'set b', 'set a', 'resolve c', 'load', 'tick'],
+    // nothing reuses the slot: written back (lru-cache's rule)
+    ['set z', 'fetch a', 'delete a', 'resolve a', 'tick'],
+    ['set z', 'fetch a', 'clear', 'set y', 'set x', 'resolve a', 'tick'],
+  ]
+  await same(async (Cls) => {
+    const out = []
+    for (const steps of scenarios) {
+      const pending = new Map()
+      const c = new Cls({
+        max: 4,
+        ignoreFetchAbort: true,
+        allowStaleOnFetchAbort: true,
+        fetchMethod: (k) => new Promise((resolve) => pending.set(k, resolve)),
+      })
+      const results = []
+      for (const step of steps) {
+        const [op, k] = step.split(' ')
+        if (op === 'fetch') c.fetch(k).then((v) => results.push([k, v]), (err) => results.push([k, err.message]))
+        else if (op === 'resolve') pending.get(k)(`${k}!`)
+        else if (op === 'set') c.set(k, k)
+        else if (op === 'delete') c.delete(k)
+        else if (op === 'clear') c.clear()
+        else if (op === 'load') c.load(c.dump())
+        else if (op === 'tick') for (let i = 0; i < 6; i++) await null
+      }
+      out.push([steps.join(', '), [...c.entries()], results])
+    }
+    return out
+  })
+})
+
 test('fetch without fetchMethod is a get; memo hits, misses and forceRefresh like lru-cache', async () => {
   await same(async (Cls) => {
     const out = []
@@ -428,6 +507,38 @@ test('ttlAutopurge removes expired entries with one timer per cache', async () =
   assert.equal(log.length, 50)
   assert.ok(log.every(([, r]) => r === 'expire'))
   c.clear()
+})
+
+// A deliberate difference: lru-cache arms a restored entry's purge timer
+// for a full ttl from load(), so an entry dumped at 60 ms of its 100 ms ttl
+// is purged 160 ms after it was set; bulkhead purges it at its deadline.
+// (Both already treat it as stale from its deadline: get() misses.)
+test('ttlAutopurge purges entries restored by load() at their true deadline (lru-cache: a full ttl after load)', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
+  const purgedAt = (Cls) => {
+    const start = Date.now()
+    const purged = []
+    const opts = { ttl: 100, ttlAutopurge: true, ttlResolution: 0, perf: { now: () => Date.now() } }
+    const source = new Cls(opts)
+    source.set('a', 1)
+    source.set('b', 2, { ttl: 0 })
+    t.mock.timers.tick(60)
+    const dump = source.dump()
+    source.clear()
+    const restored = new Cls({ ...opts, dispose: (v, k, r) => purged.push([k, r, Date.now() - start]) })
+    restored.load(dump)
+    for (let i = 0; i < 200; i++) t.mock.timers.tick(1)
+    const left = [...restored.keys()]
+    const result = { purged: [...purged], left }
+    restored.clear()
+    return result
+  }
+  const ours = purgedAt(LRUCache)
+  const peer = purgedAt(Peer)
+  assert.deepStrictEqual(ours.purged, [['a', 'expire', 101]])
+  assert.deepStrictEqual(peer.purged, [['a', 'expire', 161]])
+  assert.deepStrictEqual(ours.left, ['b'])
+  assert.deepStrictEqual(peer.left, ['b'])
 })
 
 test('nothing is allocated up front in proportion to max', () => {

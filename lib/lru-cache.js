@@ -54,6 +54,7 @@ const IO_EXPIRATIONS = 14
 const IO_DELETES = 15
 const IO_LEN = 16
 const EXPIRED_BIT = 0x80000000
+const REFRESH_BIT = 0x80000000 // in the access log: a TTL restart, not a read (src/cache.rs)
 const LOG_LEN = 4096
 const CANDIDATES = 64
 const RESERVE_LEN = 64 // cells after the log that carry reserved slot ids
@@ -71,6 +72,14 @@ const defaultPerf =
     : Date
 
 const warned = new Set()
+/** lru-cache's warning: through process.emitWarning, or console.error where there is none. */
+function emitWarning(msg, type, code, fn) {
+  if (typeof process === 'object' && process && typeof process.emitWarning === 'function') {
+    process.emitWarning(msg, type, code, fn)
+  } else {
+    console.error(`[${code}] ${type}: ${msg}`)
+  }
+}
 const isPosInt = (n) => !!n && n === Math.floor(n) && n > 0 && isFinite(n)
 const unref = (t) => {
   if (t && typeof t.unref === 'function') t.unref()
@@ -335,7 +344,7 @@ class LRUCache {
         warned.add(code)
         const msg =
           'TTL caching without ttlAutopurge, max, or maxSize can ' + 'result in unbounded memory consumption.'
-        process.emitWarning(msg, 'UnboundedCacheWarning', code, LRUCache)
+        emitWarning(msg, 'UnboundedCacheWarning', code, LRUCache)
       }
     }
   }
@@ -487,8 +496,15 @@ class LRUCache {
   #updateItemAge(index) {
     const ttls = this.#ttls
     if (ttls === undefined) return
-    // A refresh only moves a deadline later; Rust's deadline heap catches up lazily.
     this.#starts[index] = ttls[index] !== 0 ? this.#perf.now() : 0
+    if (this.#trackDeadlines) {
+      // Re-armed at this point of the access log, so equal deadlines expire
+      // in the order they were armed (as lru-cache's per-entry timers do).
+      const n = this.#logN
+      this.#log[n] = index | REFRESH_BIT
+      this.#logN = n + 1
+      if (n + 1 === LOG_LEN) this.#flush()
+    }
   }
 
   #statusTTL(status, index) {
@@ -518,11 +534,20 @@ class LRUCache {
     this.#purgeTimer = undefined
     this.#purgeAt = Infinity
     const io = this.#pre()
-    io[IO_NOW] = this.#perf.now()
+    const now = this.#perf.now()
+    io[IO_NOW] = now
     lruExpired(this.#h)
     const keys = this.#slotKeys(io[IO_RET])
     const next = io[IO_NEXT_DEADLINE]
-    for (const k of keys) this.#delete(k, 'expire')
+    for (const k of keys) {
+      // (a hook run by an earlier removal may have replaced or refreshed it;
+      // either re-armed it, so skipping it here loses no deadline)
+      const index = this.#keyMap.get(k)
+      if (index === undefined) continue
+      const ttl = this.#ttls[index]
+      const start = this.#starts[index]
+      if (ttl && start && now - start > ttl) this.#delete(k, 'expire')
+    }
     this.#armPurge(next)
   }
 

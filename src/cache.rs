@@ -26,6 +26,11 @@ use std::collections::BinaryHeap;
 /// "No slot": the end of the recency list, or an absent victim.
 pub const NONE: u32 = u32::MAX;
 
+/// In an access log, a slot with this bit set is a TTL refresh
+/// (`updateAgeOnGet`/`updateAgeOnHas` restarted the entry's TTL), not a read:
+/// the entry's deadline is re-armed at that point of the log.
+pub const REFRESH_BIT: u32 = 0x8000_0000;
+
 /// `prev` of a slot that holds no entry.
 const FREE: u32 = u32::MAX - 1;
 
@@ -134,7 +139,7 @@ pub struct PolicyOptions {
 /// let mut victims = Vec::new();
 /// let a = p.insert(0.0, None, 0.0, &mut victims);
 /// let b = p.insert(0.0, None, 0.0, &mut victims);
-/// p.replay(&[a]); // `a` was read: `b` is now the least recently used
+/// p.replay(&[a], None); // `a` was read: `b` is now the least recently used
 /// let c = p.insert(0.0, None, 0.0, &mut victims);
 /// assert_eq!(victims, vec![(b, bulkhead::cache::Removal::Evict)]);
 /// assert_eq!(c, b); // the victim's slot is reused
@@ -149,7 +154,14 @@ pub struct Policy {
   tail: u32,
   len: u32,
   calculated_size: f64,
-  deadlines: BinaryHeap<Reverse<(u64, u32)>>,
+  /// Auto-purge deadlines as `(deadline, arm sequence, slot)`: equal
+  /// deadlines come out in the order they were armed (lru-cache's order: it
+  /// arms one timer per entry, and timers due together fire in arming order).
+  deadlines: BinaryHeap<Reverse<(u64, u64, u32)>>,
+  /// The arm sequence of each slot's current deadline record (0: none);
+  /// heap records with another sequence are outdated.
+  armed: Vec<u64>,
+  arm_seq: u64,
   reserved: Vec<u32>,
   stats: PolicyStats,
 }
@@ -172,6 +184,8 @@ impl Policy {
       len: 0,
       calculated_size: 0.0,
       deadlines: BinaryHeap::new(),
+      armed: Vec::new(),
+      arm_seq: 0,
       reserved: Vec::new(),
       stats: PolicyStats::default(),
     }
@@ -277,6 +291,7 @@ impl Policy {
   /// [`Policy::release_reserved`] go back to the free list.
   pub fn reserve(&mut self, want: usize, cap: u32) -> &[u32] {
     self.release_reserved();
+    self.restart_if_empty();
     let room = if self.opts.max == 0 {
       usize::MAX
     } else {
@@ -295,13 +310,43 @@ impl Policy {
     &self.reserved
   }
 
-  /// Takes back the reserved ids that were not used.
+  /// Takes back the reserved ids that were not used, restoring the free
+  /// list (and the high-water mark) as if they had never been handed out:
+  /// slot ids are then given out in exactly lru-cache's order.
   pub fn release_reserved(&mut self) {
-    for slot in std::mem::take(&mut self.reserved) {
-      if self.links[slot as usize].prev == RESERVED {
-        self.links[slot as usize].prev = FREE;
+    let reserved = std::mem::take(&mut self.reserved);
+    for &slot in reserved.iter().rev() {
+      let i = slot as usize;
+      if self.links[i].prev != RESERVED {
+        continue;
+      }
+      if i + 1 == self.links.len() {
+        self.links.pop();
+        self.sizes.pop();
+        self.armed.pop();
+      } else {
+        self.links[i].prev = FREE;
         self.free.push(slot);
       }
+    }
+    self.reserved = reserved;
+    self.reserved.clear();
+  }
+
+  /// An empty cache hands out slot ids from 0 again, as lru-cache does (it
+  /// resets its free list whenever its last entry leaves). Which slot an
+  /// entry gets is observable in lru-cache: a background fetch whose entry
+  /// was removed writes its late value back only while its old slot is
+  /// still empty (`ignoreFetchAbort` with `allowStaleOnFetchAbort`).
+  fn restart_if_empty(&mut self) {
+    if self.len == 0 && self.reserved.is_empty() {
+      self.links.clear();
+      self.sizes.clear();
+      self.armed.clear();
+      self.free.clear();
+      self.deadlines.clear();
+      self.head = NONE;
+      self.tail = NONE;
     }
   }
 
@@ -313,13 +358,16 @@ impl Policy {
   /// arrived (`NEAR` entries ahead) so are its two neighbours, which the move
   /// will rewrite. A neighbour may change before its turn; a prefetch is only
   /// a hint, so that costs nothing but the wasted load.
-  pub fn replay(&mut self, log: &[u32]) {
+  ///
+  /// A slot with [`REFRESH_BIT`] re-arms that entry's deadline from `ttl`
+  /// (its TTL was restarted by a read) instead of moving it.
+  pub fn replay(&mut self, log: &[u32], ttl: Option<&TtlColumns<'_>>) {
     const FAR: usize = 16;
     const NEAR: usize = 8;
     let links = self.links.as_ptr();
     for (i, &slot) in log.iter().enumerate() {
       if let Some(&far) = log.get(i + FAR) {
-        prefetch(links.wrapping_add(far as usize));
+        prefetch(links.wrapping_add((far & !REFRESH_BIT) as usize));
       }
       if let Some(link) = log.get(i + NEAR).and_then(|&s| self.links.get(s as usize)) {
         if link.prev < RESERVED {
@@ -329,7 +377,11 @@ impl Policy {
           prefetch(links.wrapping_add(link.next as usize));
         }
       }
-      self.touch(slot);
+      if slot & REFRESH_BIT == 0 {
+        self.touch(slot);
+      } else if self.is_linked(slot & !REFRESH_BIT) {
+        self.push_deadline(slot & !REFRESH_BIT, ttl);
+      }
     }
   }
 
@@ -343,49 +395,55 @@ impl Policy {
       next: NONE,
     });
     self.sizes.push(0.0);
+    self.armed.push(0);
     slot
   }
 
+  /// (Re-)arms `slot`'s deadline from its TTL columns: a new record, later
+  /// in arming order than every one before; its older records are outdated.
   fn push_deadline(&mut self, slot: u32, ttl: Option<&TtlColumns<'_>>) {
     if !self.opts.track_deadlines {
       return;
     }
+    let Some(armed) = self.armed.get_mut(slot as usize) else {
+      return;
+    };
+    *armed = 0;
     if let Some(d) = ttl.and_then(|t| t.deadline(slot)) {
-      self.deadlines.push(Reverse((key(d), slot)));
+      self.arm_seq += 1;
+      *armed = self.arm_seq;
+      self.deadlines.push(Reverse((key(d), self.arm_seq, slot)));
       if self.deadlines.len() > 2 * self.len as usize + 1024 {
-        self.rebuild_deadlines(ttl);
+        self.compact_deadlines();
       }
     }
   }
 
-  fn rebuild_deadlines(&mut self, ttl: Option<&TtlColumns<'_>>) {
-    self.deadlines.clear();
-    let Some(ttl) = ttl else { return };
-    let mut slot = self.head;
-    while slot != NONE {
-      if let Some(d) = ttl.deadline(slot) {
-        self.deadlines.push(Reverse((key(d), slot)));
-      }
-      slot = self.links[slot as usize].next;
-    }
+  /// Drops the outdated records (keeping the current ones, and so the
+  /// arming order).
+  fn compact_deadlines(&mut self) {
+    let mut records = std::mem::take(&mut self.deadlines).into_vec();
+    records
+      .retain(|&Reverse((_, seq, slot))| self.is_linked(slot) && self.armed[slot as usize] == seq);
+    self.deadlines = BinaryHeap::from(records);
   }
 
   /// The earliest deadline of a live entry, after dropping outdated heap
-  /// records (a deadline can only move later without the policy seeing it,
-  /// when JS refreshes a start on `updateAgeOnGet`).
+  /// records. A TTL restarted by JS reaches the policy as a refresh in the
+  /// access log; a start changed without one is re-armed here (late in
+  /// arming order: a fallback, not a path the JS layer takes).
   pub fn next_deadline(&mut self, ttl: Option<&TtlColumns<'_>>) -> Option<f64> {
     let ttl = ttl?;
-    while let Some(&Reverse((k, slot))) = self.deadlines.peek() {
-      match (self.is_linked(slot), ttl.deadline(slot)) {
-        (true, Some(d)) if key(d) == k => return Some(d),
-        (true, Some(d)) => {
-          self.deadlines.pop();
-          if key(d) > k {
-            self.deadlines.push(Reverse((key(d), slot)));
-          }
-        }
+    while let Some(&Reverse((k, seq, slot))) = self.deadlines.peek() {
+      if !self.is_linked(slot) || self.armed[slot as usize] != seq {
+        self.deadlines.pop();
+        continue;
+      }
+      match ttl.deadline(slot) {
+        Some(d) if key(d) == k => return Some(d),
         _ => {
           self.deadlines.pop();
+          self.push_deadline(slot, Some(ttl));
         }
       }
     }
@@ -401,7 +459,7 @@ impl Policy {
     if self.opts.evict_expired_first {
       if let Some(d) = self.next_deadline(ttl) {
         if now > d {
-          if let Some(&Reverse((_, slot))) = self.deadlines.peek() {
+          if let Some(&Reverse((_, _, slot))) = self.deadlines.peek() {
             if slot != protect {
               self.deadlines.pop();
               return (slot, Removal::Expire);
@@ -417,6 +475,7 @@ impl Policy {
     self.unlink(slot);
     let i = slot as usize;
     self.links[i].prev = FREE;
+    self.armed[i] = 0;
     self.calculated_size -= self.sizes[i];
     self.sizes[i] = 0.0;
     self.len -= 1;
@@ -491,6 +550,7 @@ impl Policy {
       victims.push((victim, why));
       victim
     } else {
+      self.restart_if_empty();
       self.take_slot()
     };
     self.len += 1;
@@ -587,19 +647,22 @@ impl Policy {
   }
 
   /// Live entries whose deadline passed at `now`, earliest deadline first
-  /// (for the auto-purge timer). They stay in the cache: the caller removes
-  /// them, so its hooks see them.
+  /// and, among equal deadlines, in the order they were armed (for the
+  /// auto-purge timer). They stay in the cache: the caller removes them, so
+  /// its hooks see them.
   pub fn expired(&mut self, ttl: &TtlColumns<'_>, now: f64) -> Vec<u32> {
     let mut out = Vec::new();
-    while let Some(d) = self.next_deadline(Some(ttl)) {
-      if now - d <= 0.0 {
+    while self.next_deadline(Some(ttl)).is_some() {
+      let Some(&Reverse((_, _, slot))) = self.deadlines.peek() else {
+        break;
+      };
+      if !ttl.is_stale(slot, now) {
         break;
       }
-      if let Some(Reverse((_, slot))) = self.deadlines.pop() {
-        // The heap may hold a slot twice (re-pushed after a refresh).
-        if !out.contains(&slot) && ttl.is_stale(slot, now) {
-          out.push(slot);
-        }
+      if let Some(Reverse((_, _, slot))) = self.deadlines.pop() {
+        // (a record is current once: its slot is disarmed as it is taken)
+        self.armed[slot as usize] = 0;
+        out.push(slot);
       }
     }
     out
@@ -613,6 +676,7 @@ impl Policy {
     self.free.clear();
     self.reserved.clear();
     self.deadlines.clear();
+    self.armed.clear();
     self.head = NONE;
     self.tail = NONE;
     self.len = 0;
@@ -652,7 +716,7 @@ mod tests {
     let a = p.insert(0.0, None, 0.0, &mut v);
     let b = p.insert(0.0, None, 0.0, &mut v);
     let c = p.insert(0.0, None, 0.0, &mut v);
-    p.replay(&[a, b]);
+    p.replay(&[a, b], None);
     let d = p.insert(0.0, None, 0.0, &mut v);
     assert_eq!(v, vec![(c, Removal::Evict)]);
     assert_eq!(d, c);
@@ -667,7 +731,7 @@ mod tests {
     let mut p = count(0);
     let mut v = Vec::new();
     let s: Vec<u32> = (0..5).map(|_| p.insert(0.0, None, 0.0, &mut v)).collect();
-    p.replay(&[s[0], s[2], s[0], s[4]]);
+    p.replay(&[s[0], s[2], s[0], s[4]], None);
     assert_eq!(p.order(false), vec![s[1], s[3], s[2], s[0], s[4]]);
   }
 
@@ -753,7 +817,7 @@ mod tests {
     let a = p.insert(0.0, None, 0.0, &mut v);
     let got = p.reserve(8, 16).to_vec();
     assert_eq!(got.len(), 2, "the count limit bounds a reservation");
-    p.replay(&[got[1], a]);
+    p.replay(&[got[1], a], None);
     assert_eq!(p.len(), 2);
     assert_eq!(p.order(false), vec![got[1], a]);
     assert!(!p.is_linked(got[0]));
@@ -777,6 +841,34 @@ mod tests {
     assert_eq!(p.order(true), Vec::<u32>::new());
     assert_eq!(p.slots_used(), 0);
     assert_eq!(p.insert(0.0, None, 0.0, &mut v), 0);
+  }
+
+  #[test]
+  fn equal_deadlines_expire_in_arming_order_and_a_logged_refresh_rearms() {
+    let mut starts = vec![0.0; 4];
+    let mut ttls = vec![0.0; 4];
+    let mut p = Policy::new(PolicyOptions {
+      track_deadlines: true,
+      ..Default::default()
+    });
+    let mut v = Vec::new();
+    let mut cols = TtlColumns {
+      starts: &mut starts,
+      ttls: &mut ttls,
+    };
+    // slots 0..3, then re-armed in another order: 2, 0, 3, 1 (same deadline 20)
+    let s: Vec<u32> = (0..4)
+      .map(|_| p.insert(0.0, Some((&mut cols, 10.0, 5.0)), 0.0, &mut v))
+      .collect();
+    for &i in &[2, 0, 3] {
+      p.update(s[i], None, Some((&mut cols, 10.0, 10.0)), 0.0, &mut v);
+    }
+    // slot 1's TTL restarted by a read (JS wrote the start, the log says so)
+    cols.starts[s[1] as usize] = 10.0;
+    p.replay(&[s[1], s[1] | REFRESH_BIT], Some(&cols));
+    assert_eq!(p.expired(&cols, 20.0), vec![]);
+    assert_eq!(p.expired(&cols, 21.0), vec![s[2], s[0], s[3], s[1]]);
+    assert_eq!(p.next_deadline(Some(&cols)), None);
   }
 
   #[test]

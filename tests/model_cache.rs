@@ -7,7 +7,7 @@
 //! the bounds (`max`, `maxSize`) must hold. proptest shrinks a failure to a
 //! minimal sequence; `PROPTEST_CASES` raises the case count locally.
 
-use bulkhead::cache::{Policy, PolicyOptions, Removal, TtlColumns, NONE};
+use bulkhead::cache::{Policy, PolicyOptions, Removal, TtlColumns, NONE, REFRESH_BIT};
 use proptest::prelude::*;
 
 /// Slot ids stay far below this in these sequences (at most one new slot per op).
@@ -63,12 +63,15 @@ struct Entry {
   size: f64,
   /// `start + ttl`, when the entry has a TTL.
   deadline: Option<f64>,
+  /// When the deadline was (re-)armed: equal deadlines expire in this order.
+  armed: u64,
 }
 
 /// The reference: entries least recently used first, plus counters.
 #[derive(Default)]
 struct Model {
   entries: Vec<Entry>,
+  arm_seq: u64,
   sets: u64,
   evictions: u64,
   expirations: u64,
@@ -107,13 +110,21 @@ impl Model {
     self.entries.push(e);
   }
 
+  /// Sets `slot`'s deadline, arming it after every other.
+  fn arm(&mut self, slot: u32, deadline: Option<f64>) {
+    self.arm_seq += 1;
+    let i = self.pos(slot);
+    self.entries[i].deadline = deadline;
+    self.entries[i].armed = self.arm_seq;
+  }
+
   fn remove_quiet(&mut self, slot: u32) -> Entry {
     let i = self.pos(slot);
     self.entries.remove(i)
   }
 
   /// The victim when room is needed: with `evict_expired_first`, the live
-  /// entry with the earliest passed deadline (ties: lowest slot) unless it is
+  /// entry with the earliest passed deadline (ties: armed first) unless it is
   /// `protect`; else the least recently used. `None` when that is `protect`.
   fn victim(&self, opts: &PolicyOptions, protect: Option<u32>, now: f64) -> Option<(u32, Removal)> {
     if opts.evict_expired_first {
@@ -121,10 +132,10 @@ impl Model {
         .entries
         .iter()
         .filter(|e| Some(e.slot) != protect)
-        .filter_map(|e| e.deadline.map(|d| (d, e.slot)))
-        .filter(|&(d, _)| now > d)
+        .filter_map(|e| e.deadline.map(|d| (d, e.armed, e.slot)))
+        .filter(|&(d, _, _)| now > d)
         .min_by(|a, b| a.partial_cmp(b).unwrap());
-      if let Some((_, slot)) = earliest {
+      if let Some((_, _, slot)) = earliest {
         return Some((slot, Removal::Expire));
       }
     }
@@ -248,8 +259,10 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
         m.entries.push(Entry {
           slot,
           size: 0.0,
-          deadline: deadline(ttl, now),
+          deadline: None,
+          armed: 0,
         });
+        m.arm(slot, deadline(ttl, now));
         want.extend(m.make_room(&opts, size, slot, now));
         let i = m.pos(slot);
         m.entries[i].size = size;
@@ -272,6 +285,9 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
           &mut victims,
         );
         m.touch(slot);
+        if let Some(t) = ttl {
+          m.arm(slot, deadline(t, now));
+        }
         let mut want = Vec::new();
         if let Some(size) = size {
           let i = m.pos(slot);
@@ -287,16 +303,12 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
           let i = m.pos(slot);
           m.entries[i].size = size;
         }
-        if let Some(t) = ttl {
-          let i = m.pos(slot);
-          m.entries[i].deadline = deadline(t, now);
-        }
         m.sets += 1;
         prop_assert_eq!(&victims, &want, "victims of update");
       }
       Op::Read { picks } => {
         let log: Vec<u32> = picks.iter().filter_map(|&i| pick(&m, i)).collect();
-        p.replay(&log);
+        p.replay(&log, None);
         for s in log {
           m.touch(s);
         }
@@ -304,13 +316,17 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
       Op::Refresh { pick: i } => {
         let Some(slot) = pick(&m, i) else { continue };
         let e = m.entries[m.pos(slot)];
+        // the read moves the entry; the refresh re-arms its deadline there
+        m.touch(slot);
         if e.deadline.is_some() {
           starts[slot as usize] = now;
-          let i = m.pos(slot);
-          m.entries[i].deadline = deadline(ttls[slot as usize], now);
+          m.arm(slot, deadline(ttls[slot as usize], now));
         }
-        p.replay(&[slot]);
-        m.touch(slot);
+        let cols = TtlColumns {
+          starts: &mut starts,
+          ttls: &mut ttls,
+        };
+        p.replay(&[slot, slot | REFRESH_BIT], Some(&cols));
       }
       Op::Remove { pick: i } => {
         let Some(slot) = pick(&m, i) else {
@@ -341,15 +357,19 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
           ttls: &mut ttls,
         };
         let got = p.expired(&cols, now);
-        let mut want: Vec<(f64, u32)> = m
+        let mut want: Vec<(f64, u64, u32)> = m
           .entries
           .iter()
-          .filter_map(|e| e.deadline.map(|d| (d, e.slot)))
-          .filter(|&(d, _)| now > d)
+          .filter_map(|e| e.deadline.map(|d| (d, e.armed, e.slot)))
+          .filter(|&(d, _, _)| now > d)
           .collect();
         want.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let want: Vec<u32> = want.into_iter().map(|(_, s)| s).collect();
-        prop_assert_eq!(&got, &want, "expired entries, earliest deadline first");
+        let want: Vec<u32> = want.into_iter().map(|(_, _, s)| s).collect();
+        prop_assert_eq!(
+          &got,
+          &want,
+          "expired entries, earliest deadline first, then armed first"
+        );
         for s in got {
           prop_assert!(p.remove(s, Removal::Expire));
           m.remove(s, Removal::Expire);
@@ -383,13 +403,14 @@ fn run(opts: PolicyOptions, ops: Vec<Op>) -> Result<(), TestCaseError> {
           starts[s as usize] = 0.0;
           ttls[s as usize] = 0.0;
         }
-        p.replay(&used);
+        p.replay(&used, None);
         p.release_reserved();
         for s in used {
           m.entries.push(Entry {
             slot: s,
             size: 0.0,
             deadline: None,
+            armed: 0,
           });
           m.sets += 1;
         }

@@ -103,7 +103,7 @@ impl Native {
     let log = &log[..log.len().saturating_sub(RESERVE_LEN)];
     let n = (io[IO_LOG_N] as usize).min(log.len());
     io[IO_LOG_N] = 0.0;
-    self.policy.replay(&log[..n]);
+    self.policy.replay(&log[..n], self.ttl_columns().as_ref());
     self.policy.release_reserved();
     io
   }
