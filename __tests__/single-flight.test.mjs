@@ -131,13 +131,34 @@ test('fn receives the flight’s AbortSignal as its only argument', async () => 
   await group.do('a', (...args) => {
     seen = args
   })
-  // A rest parameter declares no parameter (fn.length is 0): no signal is made.
-  assert.deepEqual(seen, [undefined])
+  // A rest parameter declares no parameter (fn.length is 0): it gets its signal all the same.
+  assert.equal(seen.length, 1)
+  assert.ok(seen[0] instanceof AbortSignal)
+  // So does a destructured options parameter; `.signal` is a real AbortSignal.
+  await group.do('a', ({ signal } = {}) => {
+    seen = signal
+  })
+  assert.equal(Object.getPrototypeOf(seen), AbortSignal.prototype)
   await group.do('a', (signal) => {
     seen = signal
   })
   assert.ok(seen instanceof AbortSignal)
   assert.equal(seen.aborted, false)
+  // Nobody listened: no AbortController was made for it.
+  assert.equal(seen.materialized, false)
+})
+
+test('a (...args) flight function is told through its signal when its deadline passes', async () => {
+  const group = new SingleFlight({ timeout: 20 })
+  let signal
+  const call = group.do('a', (...args) => {
+    signal = args[0]
+    return new Promise(() => {})
+  })
+  await assert.rejects(call, { code: 'ERR_TIMEOUT' })
+  assert.equal(signal.aborted, true)
+  assert.equal(signal.reason.code, 'ERR_TIMEOUT')
+  assert.throws(() => signal.throwIfAborted(), { code: 'ERR_TIMEOUT' })
 })
 
 test('an aborted caller leaves with ERR_ABORTED; the flight goes on for the others', async () => {

@@ -29,7 +29,8 @@ function burst(makeLimit) {
 let names = 0
 function limiterBurst(concurrency, perTask, { named = false } = {}) {
   return async (n) => {
-    const limiter = new Limiter({ concurrency, ...(named ? { name: `bench-${names++}` } : {}) })
+    // maxPending: Infinity: 200k tasks are queued at once on purpose (the default bound is 1024).
+    const limiter = new Limiter({ concurrency, maxPending: Infinity, ...(named ? { name: `bench-${names++}` } : {}) })
     const promises = new Array(n)
     const options = perTask()
     for (let i = 0; i < n; i++) promises[i] = limiter.run(noop, options?.(i))
@@ -119,7 +120,7 @@ if (typeof globalThis.gc === 'function') {
     [
       'Limiter',
       (fn, n) => {
-        const limiter = new Limiter({ concurrency: 1 })
+        const limiter = new Limiter({ concurrency: 1, maxPending: Infinity })
         const promises = new Array(n)
         for (let i = 0; i < n; i++) promises[i] = limiter.run(fn)
         // The catch handlers are attached after the heap was measured.
@@ -129,7 +130,7 @@ if (typeof globalThis.gc === 'function') {
     [
       'Limiter +timeout +signal',
       (fn, n) => {
-        const limiter = new Limiter({ concurrency: 1 })
+        const limiter = new Limiter({ concurrency: 1, maxPending: Infinity })
         const options = { timeout: 600_000, signal: new AbortController().signal }
         const promises = new Array(n)
         for (let i = 0; i < n; i++) promises[i] = limiter.run(fn, options)
@@ -168,11 +169,11 @@ const crossingRows = [
       'raw Node-API': (n) => {
         const core = new native.NativeLimiter(Infinity, Infinity, 0, 0)
         const handle = core.handle
-        for (let i = 0; i < n; i++) raw.limiterFinish(handle, Math.floor(raw.limiterSubmit(handle, 1, 0, -1) / 2), true)
+        for (let i = 0; i < n; i++) raw.limiterFinish(handle, Math.floor(raw.limiterSubmit(handle, 1, 0, -1, -1) / 2), true)
       },
       'napi-rs class methods': (n) => {
         const core = new native.NativeLimiter(Infinity, Infinity, 0, 0)
-        for (let i = 0; i < n; i++) core.finish(Math.floor(core.submit(1, 0, -1) / 2), true)
+        for (let i = 0; i < n; i++) core.finish(Math.floor(core.submit(1, 0, -1, -1) / 2), true)
       },
     },
     { iterations: 1_000_000 },

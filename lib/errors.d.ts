@@ -8,12 +8,18 @@ export declare const codes: {
   readonly WORKER_EXITED: 'ERR_WORKER_EXITED'
   readonly RECURSIVE_FLIGHT: 'ERR_RECURSIVE_FLIGHT'
   readonly INTERNAL: 'ERR_INTERNAL'
+  /** A value (a worker task's result) could not be structured-cloned across threads. */
+  readonly DATA_CLONE: 'ERR_DATA_CLONE'
 }
 
 /** One of bulkhead's stable error codes. */
 export type BulkheadErrorCode = (typeof codes)[keyof typeof codes]
 
-/** An error raised by a bulkhead primitive. Match on `code`, not on the message. */
+/**
+ * An error raised by a bulkhead primitive. Match on `code`, not on the message.
+ * `instanceof BulkheadError` holds for every error a primitive throws, including the
+ * `TypeError`s kept for drop-in compatibility and the errors made in Rust (all carry a code).
+ */
 export declare class BulkheadError extends Error {
   constructor(code: BulkheadErrorCode, message: string, options?: ErrorOptions)
   readonly code: BulkheadErrorCode

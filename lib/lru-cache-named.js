@@ -12,7 +12,37 @@ const v8 = require('node:v8')
 const native = require('./native.js')
 
 const { SharedCacheHandle, sharedCacheRawFunctions } = native
-const { BulkheadError, codes } = require('./errors.js')
+const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
+
+// lru-cache 11's options, and bulkhead's own: a key outside these is a slip
+// (`maxsize`, `tll`) and is rejected with the option meant.
+const KNOWN_OPTIONS = new Set([
+  'name',
+  'max',
+  'maxSize',
+  'maxEntrySize',
+  'ttl',
+  'ttlResolution',
+  'ttlAutopurge',
+  'updateAgeOnGet',
+  'updateAgeOnHas',
+  'allowStale',
+  'dispose',
+  'disposeAfter',
+  'onInsert',
+  'noDisposeOnSet',
+  'noUpdateTTL',
+  'sizeCalculation',
+  'fetchMethod',
+  'memoMethod',
+  'noDeleteOnFetchRejection',
+  'noDeleteOnStaleGet',
+  'allowStaleOnFetchRejection',
+  'allowStaleOnFetchAbort',
+  'ignoreFetchAbort',
+  'perf',
+  'evictExpiredFirst',
+])
 
 // Value tags; the Rust glue (src/js/shared_cache.rs) uses the same numbers.
 const TAG_BUFFER = 2
@@ -41,7 +71,7 @@ function invalid(message) {
 /** The `perf` clock's time; anything but a number would reach Rust as garbage. */
 function perfNow(perf) {
   const now = perf.now()
-  if (typeof now !== 'number') throw new TypeError(`perf.now() must return a number, got ${typeof now}`)
+  if (typeof now !== 'number') throw typeError(`perf.now() must return a number, got ${typeof now}`)
   return now
 }
 
@@ -50,14 +80,14 @@ function serialize(v) {
   try {
     return v8.serialize(v)
   } catch (err) {
-    throw new TypeError(`named LRUCache values must be structured-cloneable: ${err.message}`, { cause: err })
+    throw typeError(`named LRUCache values must be structured-cloneable: ${err.message}`, { cause: err })
   }
 }
 
 function checkKey(k) {
   const t = typeof k
   if (t !== 'string' && t !== 'number') {
-    throw new TypeError(`named LRUCache keys must be strings or numbers, got ${t === 'object' && k === null ? 'null' : t}`)
+    throw typeError(`named LRUCache keys must be strings or numbers, got ${t === 'object' && k === null ? 'null' : t}`)
   }
 }
 
@@ -77,7 +107,7 @@ function onWake(id, ok, message) {
   settleWait(id, w)
   if (ok) w.resolve()
   else if (message === ORPHANED) w.reject(new BulkheadError(codes.WORKER_EXITED, message))
-  else w.reject(new Error(`fetchMethod failed in the call fetching this key: ${message}`))
+  else w.reject(new BulkheadError(codes.ABORTED, `fetchMethod failed in the call fetching this key: ${message}`))
 }
 
 function settleWait(id, w) {
@@ -131,7 +161,7 @@ class NamedLRUCache {
 
   constructor(options) {
     if (options === null || typeof options !== 'object') {
-      throw new TypeError('At least one of max, maxSize, or ttl is required')
+      throw typeError('At least one of max, maxSize, or ttl is required')
     }
     const {
       name,
@@ -153,24 +183,25 @@ class NamedLRUCache {
     if (typeof name !== 'string' || name.length === 0) {
       throw invalid('options.name must be a non-empty string (the name of the process-wide cache)')
     }
+    checkOptions(options, KNOWN_OPTIONS, `new LRUCache({ name: '${name}' }) options`)
     if (perf !== undefined && typeof perf?.now !== 'function') {
-      throw new TypeError('perf option must have a now() method if specified')
+      throw typeError('perf option must have a now() method if specified')
     }
     if (max !== 0 && !isPosInt(max)) {
-      throw new TypeError('max option must be a nonnegative integer')
+      throw typeError('max option must be a nonnegative integer')
     }
     if (maxSize !== 0 && !isPosInt(maxSize)) {
-      throw new TypeError('maxSize must be a positive integer if specified')
+      throw typeError('maxSize must be a positive integer if specified')
     }
     if (maxEntrySize !== 0 && !isPosInt(maxEntrySize)) {
-      throw new TypeError('maxEntrySize must be a positive integer if specified')
+      throw typeError('maxEntrySize must be a positive integer if specified')
     }
     const ttlMs = ttl || 0
     if (ttlMs && !isPosInt(ttlMs)) {
-      throw new TypeError('ttl must be a positive integer if specified')
+      throw typeError('ttl must be a positive integer if specified')
     }
     if (!max && !maxSize && !ttlMs) {
-      throw new TypeError('At least one of max, maxSize, or ttl is required')
+      throw typeError('At least one of max, maxSize, or ttl is required')
     }
     if (!max && !maxSize) {
       throw invalid(`a named LRUCache ('${name}') must be bounded: set options.max or options.maxSize`)
@@ -181,7 +212,7 @@ class NamedLRUCache {
       }
     }
     if (fetchMethod !== undefined && typeof fetchMethod !== 'function') {
-      throw new TypeError('fetchMethod must be a function if specified')
+      throw typeError('fetchMethod must be a function if specified')
     }
     this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs)
     const raw = sharedCacheRawFunctions(this.#h.id)

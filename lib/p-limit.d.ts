@@ -55,10 +55,19 @@ export default pLimit
 export interface LimiterOptions {
   /** Permits (tasks of weight 1 running at once). Integer >= 1 or `Infinity`. Required unless `rate` is given (then default `Infinity`). */
   concurrency?: number
-  /** Most tasks that may wait; one more is rejected at once with `ERR_QUEUE_FULL`. Default `Infinity`. */
+  /**
+   * Most tasks that may wait; one more is rejected at once with `ERR_QUEUE_FULL`. `Infinity` opts out.
+   * @default 1024
+   */
   maxPending?: number
-  /** Default per-task timeout in ms, covering queue wait and run time together (`ERR_TIMEOUT`). Default: none. */
+  /** Default per-task timeout in ms, covering queue wait and run time together (`ERR_TIMEOUT`). `Infinity` or omitted: none. */
   timeout?: number
+  /**
+   * Most ms a task may wait for a permit; a task still waiting then rejects with `ERR_TIMEOUT`
+   * (a running task is not bound by it). `Infinity` opts out.
+   * @default 30000
+   */
+  queueTimeout?: number
   /** At most `limit` starts in any window of `interval` ms. */
   rate?: { limit: number; interval: number }
   /**
@@ -73,8 +82,10 @@ export interface LimiterOptions {
 export interface LimiterRunOptions {
   /** Aborts the task: removed from the queue at once, or told through its own signal if running (`ERR_ABORTED`). */
   signal?: AbortSignal
-  /** Ms from `run()` until the task times out, waiting or running (`ERR_TIMEOUT`). Overrides the limiter's. */
+  /** Ms from `run()` until the task times out, waiting or running (`ERR_TIMEOUT`). Overrides the limiter's; `Infinity`: none. */
   timeout?: number
+  /** Most ms this task may wait for a permit (`ERR_TIMEOUT`). Overrides the limiter's `queueTimeout`; `Infinity`: no limit. */
+  queueTimeout?: number
   /** Higher runs first; FIFO within a priority. Default 0. 32-bit integer. */
   priority?: number
   /** Permits the task takes, 1 to `concurrency`. Default 1. */

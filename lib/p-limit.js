@@ -235,7 +235,8 @@ function limitFunction(fn, options) {
 // ---------------------------------------------------------------------------
 
 const native = require('./native.js')
-const { BulkheadError, codes } = require('./errors.js')
+const { BulkheadError, codes, checkOptions } = require('./errors.js')
+const { TaskSignal } = require('./task-signal.js')
 
 // The two per-task calls, hand-registered Node-API functions (see
 // src/js/limiter.rs); everything else goes through the NativeLimiter class.
@@ -301,12 +302,54 @@ class Task {
     this.watched = false
     this.controller = undefined
     this.done = false
+    this.deadlined = false
+    this.queueTimeout = undefined
   }
 }
 
 const IDLE = 0
 const EMPTY = 1
 const SIZE_LESS_THAN = 2
+
+/** Default `maxPending`: tasks that may wait for a permit before `run()` rejects with ERR_QUEUE_FULL. */
+const DEFAULT_MAX_PENDING = 1024
+/** Default `queueTimeout` (ms): how long a task may wait for a permit before it rejects with ERR_TIMEOUT. */
+const DEFAULT_QUEUE_TIMEOUT = 30_000
+
+const LIMITER_OPTIONS = new Set(['concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'name'])
+const RUN_OPTIONS = new Set(['signal', 'timeout', 'queueTimeout', 'priority', 'weight'])
+const MAP_OPTIONS = new Set(['concurrency', 'settle', 'signal'])
+
+// Where an unnamed limiter was made ("file:line:col"), for its errors.
+function creationSite(skip) {
+  const holder = {}
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 1
+  Error.captureStackTrace(holder, skip)
+  Error.stackTraceLimit = limit
+  const line = String(holder.stack).split('\n')[1]
+  return line === undefined ? 'an unknown place' : line.trim().replace(/^at (.* \()?(.*?)\)?$/, '$2')
+}
+
+// A deadline reached: the caller's promise is rejected with this marker and
+// `traced` turns it into the ERR_TIMEOUT error, inside an async function the
+// caller awaits, so the error's stack reaches the caller's run() (V8's
+// async stack traces); an error made in the timer callback would show only
+// the timer.
+class Expired {
+  constructor(message) {
+    this.message = message
+  }
+}
+
+async function traced(promise) {
+  try {
+    return await promise
+  } catch (err) {
+    if (err instanceof Expired) throw new BulkheadError(codes.TIMEOUT, err.message)
+    throw err
+  }
+}
 
 class Limiter {
   #core
@@ -322,20 +365,35 @@ class Limiter {
   #waiters = []
   #signals = new Map()
   #closed = false
+  #queueTimeout
+  #label
+  // Live tasks with a deadline (a timeout, or a queue-wait deadline while
+  // they wait): while there is one, the timer keeps the process alive, so
+  // an awaited run() rejects at its deadline instead of the process exiting.
+  #deadlined = 0
   #onTimer = () => this.#expire()
   // The reaction of every gate; the gate is opened with its task.
   #beginTask = (task) => this.#begin(task)
 
   /**
-   * @param {{ concurrency?: number, maxPending?: number, timeout?: number,
+   * @param {{ concurrency?: number, maxPending?: number, timeout?: number, queueTimeout?: number,
    *   rate?: { limit: number, interval: number }, name?: string }} [options]
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
-    const { concurrency, maxPending = Number.POSITIVE_INFINITY, timeout, rate, name } = options
+    checkOptions(options, LIMITER_OPTIONS, 'new Limiter() options')
+    const {
+      concurrency,
+      maxPending = DEFAULT_MAX_PENDING,
+      timeout,
+      queueTimeout = DEFAULT_QUEUE_TIMEOUT,
+      rate,
+      name,
+    } = options
     if (name !== undefined && (typeof name !== 'string' || name === '')) {
       throw invalid('options.name must be a non-empty string')
     }
+    this.#label = name === undefined ? `the Limiter created at ${creationSite(new.target)}` : `Limiter "${name}"`
     let limit = 0
     let interval = 0
     if (rate !== undefined) {
@@ -353,9 +411,11 @@ class Limiter {
     const effectiveConcurrency = concurrency ?? (rate !== undefined ? Number.POSITIVE_INFINITY : undefined)
     checkLimit(effectiveConcurrency, 'concurrency')
     checkLimit(maxPending, 'maxPending', { allowZero: true })
-    if (timeout !== undefined) checkTimeout(timeout, 'options.timeout')
+    if (timeout !== undefined && timeout !== Number.POSITIVE_INFINITY) checkTimeout(timeout, 'options.timeout')
+    if (queueTimeout !== Number.POSITIVE_INFINITY) checkTimeout(queueTimeout, 'options.queueTimeout')
     this.#concurrency = effectiveConcurrency
-    this.#timeout = timeout
+    this.#timeout = timeout === Number.POSITIVE_INFINITY ? undefined : timeout
+    this.#queueTimeout = queueTimeout === Number.POSITIVE_INFINITY ? undefined : queueTimeout
     if (name === undefined) {
       this.#core = new native.NativeLimiter(effectiveConcurrency, maxPending, limit, interval)
       this.#handle = this.#core.handle
@@ -373,10 +433,15 @@ class Limiter {
 
   #named = false
 
-  #submitTask(weight, priority, timeout) {
+  #submitTask(weight, priority, timeout, queueTimeout) {
     return this.#named
-      ? this.#core.submit(weight, priority, timeout)
-      : limiterSubmit(this.#handle, weight, priority, timeout)
+      ? this.#core.submit(weight, priority, timeout, queueTimeout)
+      : limiterSubmit(this.#handle, weight, priority, timeout, queueTimeout)
+  }
+
+  /** The limiter's name (undefined when unnamed). */
+  get name() {
+    return this.#named ? this.#label.slice(9, -1) : undefined
   }
 
   #finishTask(id, ok) {
@@ -429,18 +494,28 @@ class Limiter {
     if (this.#closed) return Promise.reject(new BulkheadError(codes.CLOSED, 'the limiter is closed'))
     let signal
     let timeout = this.#timeout
+    let queueTimeout = this.#queueTimeout
     let priority = 0
     let weight = 1
     if (options !== undefined) {
       try {
         if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+        checkOptions(options, RUN_OPTIONS, 'limiter.run() options')
         if (options.signal !== undefined) {
           checkSignal(options.signal, 'options.signal')
           signal = options.signal
         }
-        if (options.timeout !== undefined) {
+        if (options.timeout === Number.POSITIVE_INFINITY) {
+          timeout = undefined
+        } else if (options.timeout !== undefined) {
           checkTimeout(options.timeout, 'options.timeout')
           timeout = options.timeout
+        }
+        if (options.queueTimeout === Number.POSITIVE_INFINITY) {
+          queueTimeout = undefined
+        } else if (options.queueTimeout !== undefined) {
+          checkTimeout(options.queueTimeout, 'options.queueTimeout')
+          queueTimeout = options.queueTimeout
         }
         if (options.priority !== undefined) {
           priority = options.priority
@@ -461,9 +536,15 @@ class Limiter {
     if (signal !== undefined && signal.aborted) return Promise.reject(abortedError(signal))
     let code
     try {
-      code = this.#submitTask(weight, priority, timeout === undefined ? -1 : timeout)
+      code = this.#submitTask(
+        weight,
+        priority,
+        timeout === undefined ? -1 : timeout,
+        queueTimeout === undefined ? -1 : queueTimeout,
+      )
     } catch (err) {
-      return Promise.reject(err)
+      // Made here, in run(): its stack is the caller's. It names the limiter.
+      return Promise.reject(new BulkheadError(err.code ?? codes.INTERNAL, `${this.#label}: ${err.message}`))
     }
     const id = Math.floor(code / 2)
     const task = new Task(id, fn, signal, timeout)
@@ -473,6 +554,7 @@ class Limiter {
     // A promise reaction starts the task, so it runs in the caller's async
     // context (AsyncLocalStorage) however late that is: at once for a task
     // that got its permits, when its gate opens for one that waits.
+    let wait
     if (code % 2 === 1) {
       this.#active++
       promise = RESOLVED.then(() => this.#begin(task))
@@ -482,14 +564,30 @@ class Limiter {
       task.open = gateResolve
       task.close = gateReject
       gateResolve = gateReject = undefined
+      if (queueTimeout !== undefined && (timeout === undefined || queueTimeout < timeout)) {
+        wait = queueTimeout
+        task.queueTimeout = queueTimeout
+      }
     }
-    if (timeout !== undefined) {
-      const at = performance.now() + timeout
+    if (timeout !== undefined || wait !== undefined) {
+      task.deadlined = true
+      if (this.#deadlined++ === 0 && this.#timer !== undefined) this.#timer.ref()
+      const at = performance.now() + (wait ?? timeout)
       if (at < this.#timerAt) this.#arm()
+      // A deadline can end this task: the caller gets the error through an
+      // async function, so its stack reaches the caller (see `traced`).
+      promise = traced(promise)
     } else if (this.#rate !== undefined && this.#pending > 0 && this.#timer === undefined) {
       this.#arm()
     }
     return promise
+  }
+
+  // The task no longer has a deadline (it ended, or it started and had only
+  // a queue-wait deadline).
+  #undeadline(task) {
+    task.deadlined = false
+    if (--this.#deadlined === 0 && this.#timer !== undefined) this.#timer.unref()
   }
 
   // Runs the task; what it returns (or throws) settles the caller's promise.
@@ -501,22 +599,19 @@ class Limiter {
       this.#finish(task.id, task, false)
       throw error
     }
-    // The task's own signal. Node's AbortController costs microseconds, so
-    // it is made only when it can matter: not for a function that declares
-    // no parameter (`fn.length === 0`), and not when the caller's signal
-    // alone can abort the task (no timeout): then fn gets that signal.
+    // The task's own signal, always passed. When the caller's signal alone
+    // can abort the task (no timeout), fn gets that signal; otherwise a
+    // TaskSignal, which makes its AbortController only if fn listens.
     let signal
-    if (task.fn.length > 0) {
-      if (task.timeout === undefined && task.signal !== undefined) {
-        signal = task.signal
-      } else {
-        task.controller = new AbortController()
-        signal = task.controller.signal
-      }
+    if (task.timeout === undefined && task.signal !== undefined) {
+      signal = task.signal
+    } else {
+      task.controller = new TaskSignal()
+      signal = task.controller
     }
     let result
     try {
-      result = signal === undefined ? task.fn() : task.fn(signal)
+      result = task.fn(signal)
       if (!isThenable(result)) {
         this.#settle(task, true)
         return result
@@ -608,6 +703,7 @@ class Limiter {
 
   // Drops every reference the task holds, and its abort listener.
   #forget(task) {
+    if (task.deadlined) this.#undeadline(task)
     this.#unwatch(task)
     task.fn = undefined
     task.signal = undefined
@@ -622,6 +718,7 @@ class Limiter {
     const task = this.#tasks[id]
     if (--this.#pending === 0 && this.#named) this.#core.keepAlive(false)
     this.#active++
+    if (task.deadlined && task.timeout === undefined) this.#undeadline(task)
     const open = task.open
     task.open = undefined
     open(task)
@@ -660,6 +757,7 @@ class Limiter {
       return
     }
     this.#unwatch(task)
+    if (task.deadlined) this.#undeadline(task)
     const reject = task.reject
     task.resolve = task.reject = undefined
     if (reject !== undefined) reject(error)
@@ -682,7 +780,9 @@ class Limiter {
     const delay = Math.min(2 ** 31 - 1, Math.ceil(wait) + 1)
     this.#timerAt = performance.now() + delay
     this.#timer = setTimeout(this.#onTimer, delay)
-    this.#timer.unref()
+    // Held open only while a caller waits on a deadline; a rate wait or an
+    // idle limiter holds nothing.
+    if (this.#deadlined === 0) this.#timer.unref()
   }
 
   #expire() {
@@ -693,8 +793,12 @@ class Limiter {
       const id = Math.floor(code / 2)
       const task = this.#tasks[id]
       if (task === undefined || task.done) continue
-      const error = new BulkheadError(codes.TIMEOUT, `the task timed out after ${task.timeout} ms`)
-      this.#drop(id, task, code % 2 === 1, error, error)
+      const waited = code % 2 === 1 && task.queueTimeout !== undefined
+      const message = waited
+        ? `${this.#label}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`
+        : `${this.#label}: the task timed out after ${task.timeout} ms`
+      const reason = task.controller === undefined ? undefined : new BulkheadError(codes.TIMEOUT, message)
+      this.#drop(id, task, code % 2 === 1, new Expired(message), reason)
     }
     this.#startTaken()
     this.#arm()
@@ -911,6 +1015,7 @@ class Limiter {
   #prepareMap(source, fn, options) {
     if (typeof fn !== 'function') throw invalid('fn must be a function')
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    checkOptions(options, MAP_OPTIONS, 'limiter.map() options')
     const { settle = false, signal } = options
     let { concurrency } = options
     if (concurrency === undefined) {

@@ -32,7 +32,9 @@ function loadModule(moduleId) {
         let fn = await pickExport(mod, name)
         if (fn != null && typeof fn.then === 'function') fn = await fn
         if (typeof fn !== 'function') {
-          throw new TypeError(`${filename} does not export a function named "${name}"`)
+          const err = new TypeError(`${filename} does not export a function named "${name}"`)
+          err.code = 'ERR_INVALID_ARG'
+          throw err
         }
         modules.set(moduleId, fn)
         return fn
@@ -157,8 +159,14 @@ function complete(id, ok, value) {
     try {
       encoded = encodeValue(value)
     } catch (err) {
+      // The task ran; its result cannot travel back (it holds a function,
+      // a class instance with private state...): say so, with a code.
       ok = false
-      encoded = encodeError(err)
+      const cloneError = new Error(`the task's return value could not be cloned back to the main thread: ${err.message}`, {
+        cause: err,
+      })
+      cloneError.code = 'ERR_DATA_CLONE'
+      encoded = encodeError(cloneError)
     }
   } else {
     encoded = encodeError(value)

@@ -3,13 +3,19 @@ import type { Worker, ResourceLimits, TransferListItem } from 'node:worker_threa
 
 /** Options of `new WorkerPool()`. Defaults as in piscina 5 unless noted. */
 export interface WorkerPoolOptions {
-  /** Task module: a path or `file://` URL, CommonJS or ESM. Default: none (then every `run()` names one). */
+  /** Task module: a path or `file://` URL, CommonJS or ESM; checked to exist when the pool is made. A relative path resolves against `process.cwd()`. Default: none (then every `run()` names one). */
   filename?: string | URL | null
   /** Export to call: `'default'` (default) or a named export. */
   name?: string | null
-  /** Workers kept while idle. Default: half the available parallelism, at least 1. */
+  /**
+   * Workers kept while idle.
+   * @default half the default maxThreads, at least 1 (never above maxThreads)
+   */
   minThreads?: number
-  /** Most workers. Default: 1.5 x the available parallelism. */
+  /**
+   * Most workers: one per core but the main thread's.
+   * @default Math.max(os.availableParallelism() - 1, 1)
+   */
   maxThreads?: number
   /** Milliseconds an idle worker beyond `minThreads` lives. Default: 0. */
   idleTimeout?: number

@@ -12,7 +12,8 @@ const { fileURLToPath } = require('node:url')
 const path = require('node:path')
 const os = require('node:os')
 const v8 = require('node:v8')
-const { BulkheadError, codes } = require('./errors.js')
+const fs = require('node:fs')
+const { BulkheadError, codes, checkOptions, typeError, rangeError } = require('./errors.js')
 
 // The key under which a pool's own data travels in a worker's workerData.
 const KEY = '__bulkheadPoolWorker'
@@ -21,6 +22,29 @@ const ERROR_MARK = '__bulkheadError'
 
 const ownData = !isMainThread && rawWorkerData != null && typeof rawWorkerData === 'object' ? rawWorkerData[KEY] : undefined
 const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length
+
+const POOL_OPTIONS = new Set([
+  'filename',
+  'name',
+  'minThreads',
+  'maxThreads',
+  'idleTimeout',
+  'maxQueue',
+  'concurrentTasksPerWorker',
+  'resourceLimits',
+  'env',
+  'argv',
+  'execArgv',
+  'workerData',
+  'taskTimeout',
+  'abortGrace',
+  'niceIncrement',
+])
+const RUN_OPTIONS = new Set(['filename', 'name', 'signal', 'timeout', 'queueTimeout', 'transferList'])
+const CLOSE_OPTIONS = new Set(['force'])
+
+/** Default `maxThreads`: one thread per core but one (the main thread's), at least 1. */
+const DEFAULT_MAX_THREADS = Math.max(cpus - 1, 1)
 
 /** Default `maxQueue` per thread (`maxQueue` defaults to `maxThreads * 1024`). */
 const DEFAULT_QUEUE_PER_THREAD = 1024
@@ -121,7 +145,7 @@ function encodeTransfer(value, transferList) {
   for (const item of transferList) {
     const ab = item instanceof ArrayBuffer ? item : ArrayBuffer.isView(item) ? item.buffer : null
     // Anything else (a MessagePort, a number) is not supported: say so rather than ignore it.
-    if (!(ab instanceof ArrayBuffer)) throw new TypeError('transferList items must be ArrayBuffers or views of them')
+    if (!(ab instanceof ArrayBuffer)) throw typeError('transferList items must be ArrayBuffers or views of them')
     if (!buffers.includes(ab)) buffers.push(ab)
   }
   if (buffers.length === 0) return encodeValue(value)
@@ -196,60 +220,80 @@ function toFilename(filename) {
   return filename
 }
 
+// A task module that cannot exist is reported when the pool is made, not by
+// every task: a relative path resolves against process.cwd() (as
+// worker_threads and import() resolve it), so it is made absolute here.
+function checkFilename(filename) {
+  const absolute = path.resolve(filename)
+  let stat
+  try {
+    stat = fs.statSync(absolute)
+  } catch (err) {
+    throw new BulkheadError(
+      codes.INVALID_ARG,
+      `options.filename: no task module at ${absolute}` +
+        (absolute === filename ? '' : ` (relative paths resolve against process.cwd(), ${process.cwd()})`),
+      { cause: err },
+    )
+  }
+  if (!stat.isFile()) throw new BulkheadError(codes.INVALID_ARG, `options.filename: ${absolute} is not a file`)
+  return absolute
+}
+
 function isNonNegativeNumber(v) {
   return typeof v === 'number' && v >= 0 && !Number.isNaN(v)
 }
 
 function validateOptions(opts) {
   if (opts.filename != null && typeof opts.filename !== 'string' && !(opts.filename instanceof URL)) {
-    throw new TypeError('options.filename must be a string or null')
+    throw typeError('options.filename must be a string or null')
   }
-  if (typeof opts.name !== 'string' && opts.name != null) throw new TypeError('options.name must be a string or null')
+  if (typeof opts.name !== 'string' && opts.name != null) throw typeError('options.name must be a string or null')
   // Numbers are checked as piscina checks them (any number in range; fractions are floored).
   if (opts.minThreads !== undefined && !(typeof opts.minThreads === 'number' && opts.minThreads >= 0)) {
-    throw new TypeError('options.minThreads must be a non-negative integer')
+    throw typeError('options.minThreads must be a non-negative integer')
   }
   if (opts.maxThreads !== undefined && !(typeof opts.maxThreads === 'number' && opts.maxThreads >= 1)) {
-    throw new TypeError('options.maxThreads must be a positive integer')
+    throw typeError('options.maxThreads must be a positive integer')
   }
   if (opts.minThreads !== undefined && opts.maxThreads !== undefined && opts.minThreads > opts.maxThreads) {
-    throw new RangeError('options.minThreads and options.maxThreads must not conflict')
+    throw rangeError('options.minThreads and options.maxThreads must not conflict')
   }
   if (opts.idleTimeout !== undefined && !isNonNegativeNumber(opts.idleTimeout)) {
-    throw new TypeError('options.idleTimeout must be a non-negative integer')
+    throw typeError('options.idleTimeout must be a non-negative integer')
   }
   if (
     opts.maxQueue !== undefined &&
     opts.maxQueue !== 'auto' &&
     (typeof opts.maxQueue !== 'number' || !(opts.maxQueue >= 0))
   ) {
-    throw new TypeError('options.maxQueue must be a non-negative integer')
+    throw typeError('options.maxQueue must be a non-negative integer')
   }
   if (
     opts.concurrentTasksPerWorker !== undefined &&
     !(typeof opts.concurrentTasksPerWorker === 'number' && opts.concurrentTasksPerWorker >= 1)
   ) {
-    throw new TypeError('options.concurrentTasksPerWorker must be a positive integer')
+    throw typeError('options.concurrentTasksPerWorker must be a positive integer')
   }
   if (opts.resourceLimits !== undefined && (typeof opts.resourceLimits !== 'object' || opts.resourceLimits === null)) {
-    throw new TypeError('options.resourceLimits must be an object')
+    throw typeError('options.resourceLimits must be an object')
   }
   for (const key of ['taskTimeout', 'abortGrace']) {
     if (opts[key] !== undefined && !isNonNegativeNumber(opts[key])) {
-      throw new TypeError(`options.${key} must be a non-negative number`)
+      throw typeError(`options.${key} must be a non-negative number`)
     }
   }
   if (opts.niceIncrement !== undefined && !(typeof opts.niceIncrement === 'number' && opts.niceIncrement >= 0)) {
-    throw new TypeError('options.niceIncrement must be a non-negative integer on Unix systems')
+    throw typeError('options.niceIncrement must be a non-negative integer on Unix systems')
   }
   for (const key of ['argv', 'execArgv']) {
-    if (opts[key] !== undefined && !Array.isArray(opts[key])) throw new TypeError(`options.${key} must be an array`)
+    if (opts[key] !== undefined && !Array.isArray(opts[key])) throw typeError(`options.${key} must be an array`)
   }
   // What new Worker() takes; checked here so a bad env throws at once (as
   // piscina's does) instead of failing every spawn later.
   const env = opts.env
   if (env != null && typeof env !== 'object' && env !== SHARE_ENV) {
-    throw new TypeError('options.env must be an object, null or worker_threads.SHARE_ENV')
+    throw typeError('options.env must be an object, null or worker_threads.SHARE_ENV')
   }
 }
 
@@ -278,19 +322,21 @@ class WorkerPool extends EventEmitter {
 
   constructor(options = {}) {
     super()
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
+    if (options === null || typeof options !== 'object') throw typeError('options must be an object')
+    checkOptions(options, POOL_OPTIONS, 'new WorkerPool() options')
     validateOptions(options)
     native ??= require('./native.js')
     // Fractions are floored; the core counts whole threads (at most 4096).
     const whole = (n) => Math.min(Math.floor(n), 4096)
-    let maxThreads = whole(options.maxThreads ?? Math.max(cpus * 1.5, 1))
-    let minThreads = whole(options.minThreads ?? Math.max(cpus / 2, 1))
+    let maxThreads = whole(options.maxThreads ?? DEFAULT_MAX_THREADS)
+    // Half the default maxThreads (at least 1), never above maxThreads.
+    let minThreads = whole(options.minThreads ?? Math.max(Math.floor(DEFAULT_MAX_THREADS / 2), 1))
     if (options.maxThreads !== undefined && minThreads > maxThreads) minThreads = maxThreads
     if (options.minThreads !== undefined && maxThreads < minThreads) maxThreads = minThreads
     const concurrency = whole(options.concurrentTasksPerWorker ?? 1)
     let maxQueue = options.maxQueue ?? maxThreads * DEFAULT_QUEUE_PER_THREAD
     if (maxQueue === 'auto') maxQueue = maxThreads ** 2
-    this.#filename = options.filename == null ? null : toFilename(options.filename)
+    this.#filename = options.filename == null ? null : checkFilename(toFilename(options.filename))
     this.#name = options.name ?? 'default'
     this.#options = Object.freeze({
       filename: this.#filename,
@@ -390,28 +436,35 @@ class WorkerPool extends EventEmitter {
    */
   run(task, options = NO_OPTIONS) {
     if (options === null || typeof options !== 'object') {
-      return Promise.reject(new TypeError('options must be an object'))
+      return Promise.reject(typeError('options must be an object'))
+    }
+    if (options !== NO_OPTIONS) {
+      try {
+        checkOptions(options, RUN_OPTIONS, 'pool.run() options')
+      } catch (err) {
+        return Promise.reject(err)
+      }
     }
     const { transferList, signal = null } = options
     const filename = options.filename ?? null
     const name = options.name ?? null
     if (transferList !== undefined && !Array.isArray(transferList)) {
-      return Promise.reject(new TypeError('transferList argument must be an Array'))
+      return Promise.reject(typeError('transferList argument must be an Array'))
     }
     if (filename != null && typeof filename !== 'string' && !(filename instanceof URL)) {
-      return Promise.reject(new TypeError('filename argument must be a string'))
+      return Promise.reject(typeError('filename argument must be a string'))
     }
-    if (name != null && typeof name !== 'string') return Promise.reject(new TypeError('name argument must be a string'))
+    if (name != null && typeof name !== 'string') return Promise.reject(typeError('name argument must be a string'))
     if (signal != null && typeof signal !== 'object') {
-      return Promise.reject(new TypeError('signal argument must be an object'))
+      return Promise.reject(typeError('signal argument must be an object'))
     }
     const timeout = options.timeout ?? this.#options.taskTimeout
     const queueTimeout = options.queueTimeout
     if (timeout !== undefined && !isNonNegativeNumber(timeout)) {
-      return Promise.reject(new TypeError('timeout argument must be a non-negative number'))
+      return Promise.reject(typeError('timeout argument must be a non-negative number'))
     }
     if (queueTimeout !== undefined && !isNonNegativeNumber(queueTimeout)) {
-      return Promise.reject(new TypeError('queueTimeout argument must be a non-negative number'))
+      return Promise.reject(typeError('queueTimeout argument must be a non-negative number'))
     }
     if (this.#closing || this.#destroyed) {
       return Promise.reject(new BulkheadError(codes.CLOSED, 'the pool is closed'))
@@ -431,7 +484,7 @@ class WorkerPool extends EventEmitter {
     } catch (err) {
       // v8.serialize's DataCloneError is a plain Error: a task that cannot be cloned is a TypeError naming it.
       if (err instanceof TypeError) return Promise.reject(err)
-      return Promise.reject(new TypeError(`task could not be cloned: ${err.message}`, { cause: err }))
+      return Promise.reject(typeError(`task could not be cloned: ${err.message}`, { cause: err }))
     }
     const module =
       filename == null && name == null ? (this.#defaultModule ??= this.#moduleId(file, this.#name)) : this.#moduleId(file, name ?? this.#name)
@@ -539,7 +592,13 @@ class WorkerPool extends EventEmitter {
         try {
           result = decodeValue(value)
         } catch (err) {
-          this.#settle(id, false, err)
+          this.#settle(
+            id,
+            false,
+            new BulkheadError(codes.DATA_CLONE, `the task's return value could not be read back: ${err.message}`, {
+              cause: err,
+            }),
+          )
           continue
         }
         this.#settle(id, true, result)
@@ -630,9 +689,10 @@ class WorkerPool extends EventEmitter {
 
   /** Finishes queued and running tasks, then stops the workers. */
   close(options = {}) {
-    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
+    if (options === null || typeof options !== 'object') throw typeError('options must be an object')
+    checkOptions(options, CLOSE_OPTIONS, 'pool.close() options')
     if (options.force !== undefined && typeof options.force !== 'boolean') {
-      return Promise.reject(new TypeError('force argument must be a boolean'))
+      return Promise.reject(typeError('force argument must be a boolean'))
     }
     if (options.force) return this.destroy()
     if (this.#destroyed) return Promise.resolve()

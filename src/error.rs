@@ -30,11 +30,14 @@ pub enum ErrorCode {
   RecursiveFlight,
   /// A bug in bulkhead (for example a caught panic).
   Internal,
+  /// A value could not be structured-cloned to another thread (a worker's
+  /// task result that holds a function, for example).
+  DataClone,
 }
 
 impl ErrorCode {
   /// Every code, in declaration order.
-  pub const ALL: [ErrorCode; 8] = [
+  pub const ALL: [ErrorCode; 9] = [
     ErrorCode::QueueFull,
     ErrorCode::Timeout,
     ErrorCode::Aborted,
@@ -43,6 +46,7 @@ impl ErrorCode {
     ErrorCode::WorkerExited,
     ErrorCode::RecursiveFlight,
     ErrorCode::Internal,
+    ErrorCode::DataClone,
   ];
 
   /// The stable string JS sees as `err.code`.
@@ -56,6 +60,7 @@ impl ErrorCode {
       ErrorCode::WorkerExited => "ERR_WORKER_EXITED",
       ErrorCode::RecursiveFlight => "ERR_RECURSIVE_FLIGHT",
       ErrorCode::Internal => "ERR_INTERNAL",
+      ErrorCode::DataClone => "ERR_DATA_CLONE",
     }
   }
 }

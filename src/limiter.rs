@@ -73,6 +73,9 @@ pub struct TaskOptions {
   pub priority: i32,
   /// Milliseconds from submit until the task times out, waiting or running.
   pub timeout_ms: Option<f64>,
+  /// Milliseconds the task may wait for its permits; a task still waiting
+  /// then times out. Ends when the task starts (`timeout_ms` goes on).
+  pub queue_timeout_ms: Option<f64>,
 }
 
 impl Default for TaskOptions {
@@ -81,6 +84,7 @@ impl Default for TaskOptions {
       weight: 1,
       priority: 0,
       timeout_ms: None,
+      queue_timeout_ms: None,
     }
   }
 }
@@ -250,6 +254,9 @@ struct Task {
   owner: u64,
   weight: u64,
   deadline: f64,
+  // The queue-wait deadline while it waits (and is earlier than `deadline`),
+  // else infinity.
+  wait_deadline: f64,
   state: State,
 }
 
@@ -399,6 +406,13 @@ impl LimiterCore {
         ));
       }
     }
+    if let Some(timeout) = options.queue_timeout_ms {
+      if timeout.is_nan() || timeout < 0.0 {
+        return Err(Error::invalid_arg(
+          "options.queueTimeout must be a non-negative number of milliseconds",
+        ));
+      }
+    }
     let can_start =
       !self.paused && self.queue.is_empty() && self.fits(options.weight) && self.rate_allows(now);
     if !can_start && self.queue.len() as u64 >= self.config.max_pending {
@@ -417,6 +431,7 @@ impl LimiterCore {
     task.weight = options.weight;
     task.owner = owner;
     task.deadline = deadline;
+    task.wait_deadline = f64::INFINITY;
     let generation = task.generation;
     if can_start {
       self.take_token(now);
@@ -426,6 +441,11 @@ impl LimiterCore {
       self.sequence += 1;
       self.queue.insert(key, id);
       self.tasks[id as usize].state = State::Waiting { key, since: now };
+      let wait_deadline = options.queue_timeout_ms.map_or(f64::INFINITY, |t| now + t);
+      if wait_deadline < deadline {
+        self.tasks[id as usize].wait_deadline = wait_deadline;
+        self.push_deadline(owner, wait_deadline, id, generation);
+      }
     }
     if deadline.is_finite() {
       self.push_deadline(owner, deadline, id, generation);
@@ -526,8 +546,16 @@ impl LimiterCore {
       if task.generation != generation || task.state == State::Free {
         continue;
       }
+      // A task has up to two entries: its queue-wait deadline (dropped,
+      // stale, when it started) and its own deadline.
+      if task.wait_deadline.is_finite() && at == micros(task.wait_deadline) {
+        self.tasks[id as usize].wait_deadline = f64::INFINITY;
+      } else if task.deadline.is_finite() && at == micros(task.deadline) {
+        self.tasks[id as usize].deadline = f64::INFINITY;
+      } else {
+        continue;
+      }
       deadlines.live -= 1;
-      self.tasks[id as usize].deadline = f64::INFINITY;
       match task.state {
         State::Running {
           cancelled: true, ..
@@ -761,6 +789,13 @@ impl LimiterCore {
     let task = &mut self.tasks[id as usize];
     self.in_use += task.weight;
     self.active += 1;
+    if task.wait_deadline.is_finite() {
+      // It waited in time: its queue-wait entry is stale from now on.
+      task.wait_deadline = f64::INFINITY;
+      if let Some(deadlines) = self.deadlines.get_mut(&task.owner) {
+        deadlines.live -= 1;
+      }
+    }
     task.state = State::Running {
       since: now,
       cancelled: false,
@@ -804,6 +839,7 @@ impl LimiterCore {
       owner: 0,
       weight: 1,
       deadline: f64::INFINITY,
+      wait_deadline: f64::INFINITY,
       state: State::Free,
     });
     id
@@ -812,9 +848,11 @@ impl LimiterCore {
   fn release(&mut self, id: u32) {
     let task = &mut self.tasks[id as usize];
     let owner = task.owner;
-    let had_deadline = task.deadline.is_finite();
+    let had_deadlines =
+      usize::from(task.deadline.is_finite()) + usize::from(task.wait_deadline.is_finite());
     task.state = State::Free;
     task.deadline = f64::INFINITY;
+    task.wait_deadline = f64::INFINITY;
     task.generation = task.generation.wrapping_add(1);
     self.free.push(id);
     // Stale entries (tasks that finished before their deadline) are dropped
@@ -822,9 +860,7 @@ impl LimiterCore {
     // the heap stays proportional to the live tasks.
     let tasks = &self.tasks;
     if let Some(deadlines) = self.deadlines.get_mut(&owner) {
-      if had_deadline {
-        deadlines.live -= 1;
-      }
+      deadlines.live -= had_deadlines;
       if deadlines.heap.len() > 64 && deadlines.heap.len() > 2 * deadlines.live {
         deadlines.heap.retain(|Reverse((_, id, generation))| {
           let task = &tasks[*id as usize];
@@ -884,6 +920,7 @@ mod tests {
       weight,
       priority,
       timeout_ms: None,
+      queue_timeout_ms: None,
     }
   }
 
@@ -1374,5 +1411,90 @@ mod tests {
     })
     .unwrap_err();
     assert!(err.message.contains("options.rate.interval"));
+  }
+
+  #[test]
+  fn queue_timeout_expires_a_task_that_still_waits() {
+    let mut core = LimiterCore::new(Config::default()).unwrap();
+    let running = core.submit(TaskOptions::default(), 0.0).unwrap();
+    let waiting = core
+      .submit(
+        TaskOptions {
+          queue_timeout_ms: Some(10.0),
+          ..TaskOptions::default()
+        },
+        0.0,
+      )
+      .unwrap();
+    assert!(!waiting.started);
+    assert_eq!(core.next_wake(), Some(10.0));
+    assert!(core.expire(9.0).is_empty());
+    assert_eq!(
+      core.expire(10.0),
+      vec![Expired {
+        id: waiting.id,
+        was_waiting: true
+      }]
+    );
+    assert_eq!(core.pending(), 0);
+    core.finish(running.id, true, 11.0);
+    assert_eq!(core.stats().timed_out, 1);
+  }
+
+  #[test]
+  fn queue_timeout_ends_when_the_task_starts() {
+    let mut core = LimiterCore::new(Config::default()).unwrap();
+    let first = core.submit(TaskOptions::default(), 0.0).unwrap();
+    let second = core
+      .submit(
+        TaskOptions {
+          queue_timeout_ms: Some(10.0),
+          timeout_ms: Some(100.0),
+          ..TaskOptions::default()
+        },
+        0.0,
+      )
+      .unwrap();
+    core.finish(first.id, true, 5.0);
+    assert_eq!(core.take_started(), vec![second.id]);
+    // Its queue-wait deadline passed while it runs: nothing expires.
+    assert!(core.expire(50.0).is_empty());
+    // Its own timeout still holds.
+    assert_eq!(
+      core.expire(100.0),
+      vec![Expired {
+        id: second.id,
+        was_waiting: false
+      }]
+    );
+    core.finish(second.id, false, 101.0);
+    assert_eq!(core.active(), 0);
+  }
+
+  #[test]
+  fn a_later_timeout_than_queue_timeout_keeps_one_live_entry_after_start() {
+    let mut core = LimiterCore::new(Config::default()).unwrap();
+    let first = core.submit(TaskOptions::default(), 0.0).unwrap();
+    let second = core
+      .submit(
+        TaskOptions {
+          queue_timeout_ms: Some(50.0),
+          timeout_ms: Some(20.0),
+          ..TaskOptions::default()
+        },
+        0.0,
+      )
+      .unwrap();
+    // The own timeout is earlier: it alone governs.
+    assert_eq!(
+      core.expire(20.0),
+      vec![Expired {
+        id: second.id,
+        was_waiting: true
+      }]
+    );
+    assert!(core.expire(60.0).is_empty());
+    core.finish(first.id, true, 61.0);
+    assert_eq!(core.next_wake(), None);
   }
 }

@@ -289,6 +289,7 @@ fn run(config: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
           weight,
           priority,
           timeout_ms: timeout.map(f64::from),
+          queue_timeout_ms: None,
         };
         let got = core.submit(opts, now);
         let cfg = m.cfg();

@@ -165,18 +165,20 @@ impl NativeLimiter {
   }
 
   /// Submits a task; returns `id * 2 + 1` if it started, `id * 2` if it waits.
-  /// A negative `timeout` means none. Throws `ERR_QUEUE_FULL`, `ERR_INVALID_ARG`.
+  /// A negative `timeout` (`queueTimeout`: the most ms it may wait) means none. Throws `ERR_QUEUE_FULL`, `ERR_INVALID_ARG`.
   #[napi(catch_unwind)]
   pub fn submit(
     &mut self,
     weight: u32,
     priority: i32,
     timeout: f64,
+    queue_timeout: f64,
   ) -> napi::Result<f64, ErrorCode> {
     let options = TaskOptions {
       weight: u64::from(weight),
       priority,
       timeout_ms: (timeout >= 0.0).then_some(timeout),
+      queue_timeout_ms: (queue_timeout >= 0.0).then_some(queue_timeout),
     };
     let submitted = with_entry(self.handle, |e| {
       let now = e.clock.now_ms();
@@ -367,20 +369,21 @@ unsafe fn double(env: sys::napi_env, value: f64) -> sys::napi_value {
 const ERR_INVALID_ARG: &CStr = c"ERR_INVALID_ARG";
 const ERR_CLOSED: &CStr = c"ERR_CLOSED";
 
-/// `limiterSubmit(handle, weight, priority, timeout)`: as `NativeLimiter.submit`.
+/// `limiterSubmit(handle, weight, priority, timeout, queueTimeout)`: as `NativeLimiter.submit`.
 unsafe extern "C" fn raw_submit(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   guard::raw(env, || {
-    let Some([h, w, p, t]) = read_args::<4>(env, info) else {
+    let Some([h, w, p, t, q]) = read_args::<5>(env, info) else {
       return throw(env, ERR_INVALID_ARG, "limiterSubmit: cannot read arguments");
     };
-    let (Some(handle), Some(weight), Some(priority), Some(timeout)) = (
+    let (Some(handle), Some(weight), Some(priority), Some(timeout), Some(queue_timeout)) = (
       get_u32(env, h),
       get_u32(env, w),
       get_i32(env, p),
       get_f64(env, t),
+      get_f64(env, q),
     ) else {
       return throw(
         env,
@@ -392,6 +395,7 @@ unsafe extern "C" fn raw_submit(
       weight: u64::from(weight),
       priority,
       timeout_ms: (timeout >= 0.0).then_some(timeout),
+      queue_timeout_ms: (queue_timeout >= 0.0).then_some(queue_timeout),
     };
     let outcome = with_entry(handle, |e| {
       let now = e.clock.now_ms();
@@ -611,11 +615,13 @@ impl NamedLimiter {
     weight: u32,
     priority: i32,
     timeout: f64,
+    queue_timeout: f64,
   ) -> napi::Result<f64, ErrorCode> {
     let options = TaskOptions {
       weight: u64::from(weight),
       priority,
       timeout_ms: (timeout >= 0.0).then_some(timeout),
+      queue_timeout_ms: (queue_timeout >= 0.0).then_some(queue_timeout),
     };
     let owner = self.owner;
     let submitted = {
