@@ -136,7 +136,7 @@ export declare class NamedLimiter {
    */
   keepAlive(on: boolean): void
   /** As `NativeLimiter.submit`. */
-  submit(weight: number, priority: number, timeout: number): number
+  submit(weight: number, priority: number, timeout: number, queueTimeout: number): number
   /** As `NativeLimiter.finish`; other owners' started tasks are woken. */
   finish(id: number, ok: boolean): number
   /** As `NativeLimiter.cancel`. */
@@ -179,9 +179,9 @@ export declare class NativeLimiter {
   get handle(): number
   /**
    * Submits a task; returns `id * 2 + 1` if it started, `id * 2` if it waits.
-   * A negative `timeout` means none. Throws `ERR_QUEUE_FULL`, `ERR_INVALID_ARG`.
+   * A negative `timeout` (`queueTimeout`: the most ms it may wait) means none. Throws `ERR_QUEUE_FULL`, `ERR_INVALID_ARG`.
    */
-  submit(weight: number, priority: number, timeout: number): number
+  submit(weight: number, priority: number, timeout: number, queueTimeout: number): number
   /**
    * The function of running task `id` settled. Returns -1 if no task
    * started, else `first * 2 + more` (call `takeStarted()` when `more`).
