@@ -135,7 +135,9 @@ test('threads that exit mid-flight leak nothing; the name is freed after the las
   const { workers, next } = await startWorkers(4, 'sf-leak', 30_000)
   for (let k = 0; k < 5; k++) for (const w of workers) w.postMessage({ cmd: 'call', key: `k${k}` })
   for (let n = 0; n < 20; n++) await next((m) => m.called !== undefined)
-  const probe = new native.NamedFlightGroup('sf-leak', 30_000, undefined, () => {})
+  // The workers open the group with the default maxKeys (10,000); a probe
+  // must open it with the same options.
+  const probe = new native.NamedFlightGroup('sf-leak', 30_000, 10_000, () => {})
   assert.equal(probe.liveFlights, 5)
   await Promise.all(workers.map((w) => w.terminate()))
   assert.equal(probe.liveFlights, 0, 'the flights of exited threads were released')
