@@ -8,6 +8,8 @@ export declare const codes: {
   readonly WORKER_EXITED: 'ERR_WORKER_EXITED'
   readonly RECURSIVE_FLIGHT: 'ERR_RECURSIVE_FLIGHT'
   readonly INTERNAL: 'ERR_INTERNAL'
+  readonly UNAVAILABLE: 'ERR_UNAVAILABLE'
+  readonly LEASE_LOST: 'ERR_LEASE_LOST'
 }
 
 /** One of bulkhead's stable error codes. */

@@ -13,6 +13,8 @@ const codes = Object.freeze({
   WORKER_EXITED: 'ERR_WORKER_EXITED',
   RECURSIVE_FLIGHT: 'ERR_RECURSIVE_FLIGHT',
   INTERNAL: 'ERR_INTERNAL',
+  UNAVAILABLE: 'ERR_UNAVAILABLE',
+  LEASE_LOST: 'ERR_LEASE_LOST',
 })
 
 const known = new Set(Object.values(codes))

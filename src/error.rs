@@ -30,11 +30,17 @@ pub enum ErrorCode {
   RecursiveFlight,
   /// A bug in bulkhead (for example a caught panic).
   Internal,
+  /// Redis (distributed mode) did not answer within its deadline, or could
+  /// not be reached.
+  Unavailable,
+  /// A distributed permit's lease in Redis expired or was taken away while
+  /// its task ran.
+  LeaseLost,
 }
 
 impl ErrorCode {
   /// Every code, in declaration order.
-  pub const ALL: [ErrorCode; 8] = [
+  pub const ALL: [ErrorCode; 10] = [
     ErrorCode::QueueFull,
     ErrorCode::Timeout,
     ErrorCode::Aborted,
@@ -43,6 +49,8 @@ impl ErrorCode {
     ErrorCode::WorkerExited,
     ErrorCode::RecursiveFlight,
     ErrorCode::Internal,
+    ErrorCode::Unavailable,
+    ErrorCode::LeaseLost,
   ];
 
   /// The stable string JS sees as `err.code`.
@@ -56,6 +64,8 @@ impl ErrorCode {
       ErrorCode::WorkerExited => "ERR_WORKER_EXITED",
       ErrorCode::RecursiveFlight => "ERR_RECURSIVE_FLIGHT",
       ErrorCode::Internal => "ERR_INTERNAL",
+      ErrorCode::Unavailable => "ERR_UNAVAILABLE",
+      ErrorCode::LeaseLost => "ERR_LEASE_LOST",
     }
   }
 }
