@@ -332,6 +332,11 @@ class Limiter {
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    // Distributed mode (lib/redis-limiter.js); Redis code loads only then.
+    if (options.redis !== undefined) {
+      const { RedisLimiter } = require('./redis-limiter.js')
+      return new RedisLimiter(options, (local) => new Limiter(local))
+    }
     const { concurrency, maxPending = Number.POSITIVE_INFINITY, timeout, rate, name } = options
     if (name !== undefined && (typeof name !== 'string' || name === '')) {
       throw invalid('options.name must be a non-empty string')

@@ -227,6 +227,17 @@ impl Drop for RedisHandle {
   }
 }
 
+impl Clone for RedisHandle {
+  /// Another hold on the same server (a pending command holds one, so the
+  /// runtime is not shut down under it and its promise always settles).
+  fn clone(&self) -> Self {
+    HUB.lock().users += 1;
+    RedisHandle {
+      server: self.server.clone(),
+    }
+  }
+}
+
 impl RedisHandle {
   /// The shared server.
   pub fn server(&self) -> &Arc<Server> {

@@ -143,7 +143,8 @@ impl RedisConnection {
     args: Vec<String>,
     timeout_ms: f64,
   ) -> napi::Result<Object<'env>> {
-    let server = self.handle()?.server().clone();
+    let hold = self.handle()?.clone();
+    let server = hold.server().clone();
     let (deferred, promise): (Deferred, _) = env.create_deferred()?;
     let mut cmd = redis::Cmd::new();
     for a in &args {
@@ -152,6 +153,8 @@ impl RedisConnection {
     let timeout = ms(timeout_ms);
     server.runtime().clone().spawn(async move {
       settle(deferred, server.command(cmd, timeout).await);
+      drop(server);
+      drop(hold);
     });
     Ok(promise)
   }
@@ -173,12 +176,15 @@ impl RedisConnection {
     args: Vec<String>,
     timeout_ms: f64,
   ) -> napi::Result<Object<'env>> {
-    let server = self.handle()?.server().clone();
+    let hold = self.handle()?.clone();
+    let server = hold.server().clone();
     let script = self.script(id)?;
     let (deferred, promise): (Deferred, _) = env.create_deferred()?;
     let timeout = ms(timeout_ms);
     server.runtime().clone().spawn(async move {
       settle(deferred, server.eval(&script, &keys, &args, timeout).await);
+      drop(server);
+      drop(hold);
     });
     Ok(promise)
   }
