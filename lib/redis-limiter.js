@@ -240,6 +240,7 @@ class RedisLimiter {
       granted = await this.#acquire(id, weight, priority, signal, deadline, timeout)
     } catch (err) {
       if (err?.code !== codes.UNAVAILABLE) throw err
+      this.#cleanUp(id)
       return this.#whenDown(err, fn, options)
     } finally {
       this.#pending--
@@ -359,6 +360,24 @@ class RedisLimiter {
           })
       })
     }
+  }
+
+  // An acquire that timed out may still run when Redis comes back (it was in
+  // Redis's socket buffer) and grant a permit nobody holds. Until that lease
+  // would end, keep trying to give it back (a no-op if it was never granted).
+  #cleanUp(id) {
+    const until = performance.now() + this.#lease
+    let successes = 0
+    // Once more a second after the first success: the late command may run
+    // just after it (it sat in the old connection's buffer).
+    const attempt = () => {
+      if (performance.now() > until || this.#closed) return
+      this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).then(
+        () => { if (++successes < 2) setTimeout(attempt, 1000).unref() },
+        () => setTimeout(attempt, 200).unref(),
+      )
+    }
+    setTimeout(attempt, 0).unref()
   }
 
   stats() {
