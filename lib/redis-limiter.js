@@ -10,6 +10,8 @@
 //              order by member, which starts with a zero-padded arrival number
 //   P:m  HASH  waiter member -> "expiry|channel|weight"
 //   P:s  STRING arrival counter
+//   P:r  ZSET  start id -> start time (Redis ms): the rate limit's sliding
+//              log, at most rate.limit entries
 // Time is Redis's (`TIME` in the scripts). A permit is a lease renewed from
 // the addon's Rust runtime while its task runs; a lease not renewed (its
 // process died) lapses, and the next script call frees it.
@@ -58,32 +60,48 @@ end
 `
 
 // ARGV: member ('' for a new caller), lease id, weight, concurrency, lease ms,
-// priority, channel, waiter ttl ms, notAfter (Redis ms; 0 = unknown).
-// Returns {1, now} acquired, {0, now, member} queued, {-1, now} too late.
+// priority, channel, waiter ttl ms, notAfter (Redis ms; 0 = unknown),
+// rate limit, rate interval ms (0 = no rate limit).
+// Returns {1, now} acquired, {0, now, member, retryMs} queued (retryMs > 0:
+// the rate limit frees a start then), {-1, now} too late.
 const ACQUIRE = PRELUDE + `
 local member, id, weight, concurrency = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local lease, priority, channel, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-local notAfter = tonumber(ARGV[9])
+local notAfter, rlimit, rinterval = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 if notAfter > 0 and now > notAfter then return {-1, now} end
+local R = KEYS[6]
+-- 0 if a start is allowed now, else ms until the rate limit allows one.
+local function rateWait()
+  if rinterval <= 0 then return 0 end
+  redis.call('ZREMRANGEBYSCORE', R, '-inf', now - rinterval)
+  if redis.call('ZCARD', R) < rlimit then return 0 end
+  local oldest = redis.call('ZRANGE', R, 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + rinterval - now + 1)
+end
+local rw = rateWait()
 local ahead
 if member == '' or not redis.call('ZSCORE', Q, member) then
   ahead = redis.call('ZCOUNT', Q, '-inf', -priority)
   if member == '' then
     member = string.format('%016d', redis.call('INCR', S)) .. ':' .. id
   end
-  if ahead > 0 or used() + weight > concurrency then
+  if ahead > 0 or used() + weight > concurrency or rw > 0 then
     redis.call('ZADD', Q, -priority, member)
     redis.call('HSET', M, member, (now + ttl) .. '|' .. channel .. '|' .. weight)
-    return {0, now, member}
+    return {0, now, member, rw}
   end
 else
   ahead = redis.call('ZRANK', Q, member)
-  if ahead > 0 or used() + weight > concurrency then
+  if ahead > 0 or used() + weight > concurrency or rw > 0 then
     redis.call('HSET', M, member, (now + ttl) .. '|' .. channel .. '|' .. weight)
     if ahead > 0 then wake(concurrency) end
-    return {0, now, member}
+    return {0, now, member, ahead > 0 and 0 or rw}
   end
   redis.call('ZREM', Q, member); redis.call('HDEL', M, member)
+end
+if rinterval > 0 then
+  redis.call('ZADD', R, now, id)
+  redis.call('PEXPIRE', R, rinterval * 2)
 end
 redis.call('ZADD', H, now + lease, id)
 redis.call('HSET', W, id, weight)
@@ -150,6 +168,7 @@ class RedisLimiter {
   #closed = false
   #redisOffset = undefined // Redis ms - performance.now(), from the last reply
   #local = undefined
+  #rate = undefined
   #makeLocal
   #stats = { acquired: 0, fallbacks: 0, lostLeases: 0, allowedWhileDown: 0, rejectedWhileDown: 0 }
 
@@ -158,11 +177,20 @@ class RedisLimiter {
     if (typeof name !== 'string' || name === '') {
       throw invalid('options.name must be a non-empty string (required with options.redis)')
     }
-    if (!(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 2 ** 31)) {
-      throw invalid('options.concurrency must be an integer from 1 and up (required with options.redis)')
+    const limit = concurrency ?? (options.rate !== undefined ? 2 ** 31 : undefined)
+    if (!(Number.isInteger(limit) && limit >= 1 && limit <= 2 ** 31)) {
+      throw invalid('options.concurrency must be an integer from 1 and up (required with options.redis unless options.rate is given)')
     }
     if (options.rate !== undefined) {
-      throw invalid('options.rate is not supported with options.redis yet')
+      const rate = options.rate
+      if (rate === null || typeof rate !== 'object') throw invalid('options.rate must be { limit, interval }')
+      if (!(Number.isInteger(rate.limit) && rate.limit >= 1 && rate.limit <= 2 ** 31)) {
+        throw invalid('options.rate.limit must be an integer from 1 and up')
+      }
+      if (!(Number.isInteger(rate.interval) && rate.interval >= 1)) {
+        throw invalid('options.rate.interval must be a positive integer number of milliseconds with options.redis')
+      }
+      this.#rate = { limit: rate.limit, interval: rate.interval }
     }
     if (!ON_REDIS_DOWN.has(onRedisDown)) {
       throw invalid("options.onRedisDown must be 'reject', 'local' or 'allow'")
@@ -177,13 +205,13 @@ class RedisLimiter {
       throw invalid(`options.lease must be a number of milliseconds of at least 3 x commandTimeout (${3 * commandTimeout})`)
     }
     this.#name = name
-    this.#concurrency = concurrency
+    this.#concurrency = limit
     this.#lease = lease
     this.#timeout = timeout
     this.#onRedisDown = onRedisDown
     this.#makeLocal = makeLocal
     const p = `${keyPrefix}limiter:{${name}}`
-    this.#keys = [`${p}:h`, `${p}:w`, `${p}:q`, `${p}:m`, `${p}:s`]
+    this.#keys = [`${p}:h`, `${p}:w`, `${p}:q`, `${p}:m`, `${p}:s`, `${p}:r`]
     this.#channel = `${p}:wake:${this.#token}`
     this.#ids.acquire = this.#client.script(ACQUIRE)
     this.#ids.release = this.#client.script(RELEASE)
@@ -258,7 +286,7 @@ class RedisLimiter {
         this.#stats.fallbacks++
         // Sized as this instance's own concurrency: N processes may then run
         // up to N x concurrency between them while Redis is away.
-        this.#local ??= this.#makeLocal({ concurrency: this.#concurrency, timeout: this.#timeout })
+        this.#local ??= this.#makeLocal({ concurrency: this.#concurrency, timeout: this.#timeout, rate: this.#rate })
         return this.#local.run(fn, options)
       default:
         this.#stats.rejectedWhileDown++
@@ -271,7 +299,7 @@ class RedisLimiter {
     for (;;) {
       const reply = await this.#client.eval(this.#ids.acquire, this.#keys, [
         member, id, weight, this.#concurrency, this.#lease, priority, this.#channel,
-        this.#lease, this.#notAfter(),
+        this.#lease, this.#notAfter(), this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
       ])
       this.#seen(reply[1])
       if (reply[0] === 1) return true
@@ -279,7 +307,7 @@ class RedisLimiter {
         throw errorFor(codes.UNAVAILABLE, 'redis unavailable: the acquire ran after its deadline')
       }
       member = reply[2]
-      const outcome = await this.#wait(member, signal, deadline)
+      const outcome = await this.#wait(member, signal, deadline, reply[3])
       if (outcome !== 'wake') {
         // Leave the queue in Redis (best effort: a waiter we fail to remove
         // lapses after one lease, since we stop refreshing it).
@@ -294,10 +322,11 @@ class RedisLimiter {
   }
 
   // Waits for a wake-up, the backstop poll, the deadline, an abort or close.
-  #wait(member, signal, deadline) {
+  // `retryMs` > 0: the rate limit allows a start then (no message will come).
+  #wait(member, signal, deadline, retryMs) {
     this.#subscribe()
     return new Promise((resolve) => {
-      const poll = Math.min(MAX_POLL, this.#lease / 3)
+      const poll = retryMs > 0 ? retryMs : Math.min(MAX_POLL, this.#lease / 3)
       const wait = Math.max(0, Math.min(poll, deadline - performance.now()))
       const onAbort = () => done('abort')
       const close = () => done('closed')
