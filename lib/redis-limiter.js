@@ -79,6 +79,8 @@ local function rateWait()
   return math.max(1, tonumber(oldest[2]) + rinterval - now + 1)
 end
 local rw = rateWait()
+-- Every key expires when nobody uses the name for a while.
+for _, k in ipairs({Q, M, S}) do redis.call('PEXPIRE', k, math.max(lease, ttl) * 2) end
 local ahead
 if member == '' or not redis.call('ZSCORE', Q, member) then
   ahead = redis.call('ZCOUNT', Q, '-inf', -priority)
