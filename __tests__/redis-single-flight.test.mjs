@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { existsSync } from 'node:fs'
 import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
 
 const require = createRequire(import.meta.url)
@@ -30,8 +31,8 @@ after(async () => {
   await server?.stop()
 })
 
-function worker(cfg) {
-  const child = spawn(process.execPath, [WORKER, JSON.stringify({ url: server.url, ...cfg })],
+function worker(cfg, node = process.execPath) {
+  const child = spawn(node, [WORKER, JSON.stringify({ url: server.url, ...cfg })],
     { stdio: ['ignore', 'pipe', 'inherit'] })
   const lines = []
   let onLine
@@ -150,4 +151,22 @@ test('a custom serializer carries values JSON cannot', { skip }, async () => {
     a.close()
     b.close()
   }
+})
+
+// A rolling deploy mixes Node majors: values cross in JSON, which all read.
+const NODE_22 = '/tmp/nodes/22/package/bin/node'
+const NODE_26 = '/tmp/nodes/26/package/bin/node'
+test('a flight led by Node 26 is shared with a Node 22 process', {
+  skip: skip || (!existsSync(NODE_22) || !existsSync(NODE_26) ? 'Node 22 and 26 binaries not present' : false),
+  timeout: 60_000,
+}, async () => {
+  const name = fresh()
+  const leader = worker({ name, key: 'mixed', callers: 2, runMs: 1500 }, NODE_26)
+  await leader.waitFor('leading')
+  const follower = worker({ name, key: 'mixed', callers: 2, runMs: 10 }, NODE_22)
+  const [a, b] = await Promise.all([leader.done, follower.done])
+  assert.deepEqual(a.errors, [])
+  assert.deepEqual(b.errors, [])
+  assert.deepEqual(b.values, a.values)
+  assert.equal(Number(await admin.command('GET', `${name}:runs`)), 1)
 })
