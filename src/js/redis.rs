@@ -18,6 +18,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use redis::Script;
 
+use super::guard;
 use crate::error::Error;
 use crate::redis_hub::{self, RedisHandle, Reply};
 
@@ -348,6 +349,9 @@ impl RedisConnection {
 
 impl Drop for RedisConnection {
   fn drop(&mut self) {
-    super::guard::quiet(|| self.release());
+    // A finalizer: a panic here must not unwind into Node.
+    guard::quiet(|| {
+      self.release();
+    });
   }
 }
