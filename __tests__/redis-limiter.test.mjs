@@ -211,6 +211,30 @@ test('a waiter that aborts or times out leaves the Redis queue', { skip, timeout
   }
 })
 
+test('closing an instance takes its waiters out of the Redis queue', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const holder = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const other = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const q = `bulkhead:limiter:{${name}}:q`
+  try {
+    let release
+    const holding = holder.run(() => new Promise((resolve) => { release = resolve }))
+    while (holder.activeCount === 0) await sleep(5)
+    const waiting = [other.run(() => 1), other.run(() => 2)]
+    while (await admin.command('ZCARD', q) < 2) await sleep(5)
+    other.close()
+    for (const w of waiting) await assert.rejects(w, { code: 'ERR_CLOSED' })
+    let left = 2
+    for (let i = 0; i < 100 && left !== 0; i++) { left = await admin.command('ZCARD', q); await sleep(10) }
+    assert.equal(left, 0)
+    release()
+    await holding
+  } finally {
+    holder.close()
+    other.close()
+  }
+})
+
 test('SCRIPT FLUSH does not break the limiter', { skip }, async () => {
   const name = fresh()
   const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })

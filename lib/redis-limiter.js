@@ -313,7 +313,12 @@ class RedisLimiter {
       if (outcome !== 'wake') {
         // Leave the queue in Redis (best effort: a waiter we fail to remove
         // lapses after one lease, since we stop refreshing it).
+        this.#releasing++
         this.#client.eval(this.#ids.leave, this.#keys, [member, this.#concurrency]).catch(() => {})
+          .finally(() => {
+            this.#releasing--
+            if (this.#closed) this.#closeClient()
+          })
         if (outcome === 'timeout') {
           throw errorFor(codes.TIMEOUT, `the task timed out after ${timeout} ms`)
         }
@@ -427,13 +432,19 @@ class RedisLimiter {
     this.#closers.clear()
     if (this.#subscription !== undefined) this.#client.unsubscribe(this.#channel, this.#subscription)
     this.#local?.close?.()
-    this.#closeClient()
+    // After the closed waiters have sent their leave (a few microtasks on).
+    setImmediate(() => this.#closeClient())
   }
 
   // Lets go of Redis once the permits of tasks still running are given back.
   #closeClient() {
-    if (this.#active === 0 && this.#releasing === 0) this.#client.close()
+    if (this.#active === 0 && this.#releasing === 0 && !this.#clientClosed) {
+      this.#clientClosed = true
+      this.#client.close()
+    }
   }
+
+  #clientClosed = false
 
   #releasing = 0
 }
