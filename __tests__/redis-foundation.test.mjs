@@ -133,6 +133,13 @@ test('pub/sub delivers messages, and tells listeners after a resubscribe', { ski
   }
 })
 
+test('a closed client rejects with ERR_CLOSED', { skip }, async () => {
+  const c = new RedisClient(server.url)
+  c.close()
+  await assert.rejects(c.command('PING'), { code: 'ERR_CLOSED' })
+  await assert.rejects(c.eval(c.script('return 1'), [], []), { code: 'ERR_CLOSED' })
+})
+
 test('the runtime stops with the last client and restarts with the next', { skip }, async () => {
   const a = new RedisClient(server.url)
   assert.equal(RedisClient.runtimeRunning(), true)

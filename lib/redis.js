@@ -67,6 +67,7 @@ class RedisClient {
 
   /** One command; rejects with ERR_UNAVAILABLE past `commandTimeout`. */
   async command(...args) {
+    this.#open()
     return check(await this.#conn.command(args.map(String), this.options.commandTimeout))
   }
 
@@ -82,6 +83,7 @@ class RedisClient {
 
   /** Runs a script by EVALSHA (reloaded after NOSCRIPT). */
   async eval(id, keys, args) {
+    this.#open()
     return check(await this.#conn.eval(id, keys, args.map(String), this.options.commandTimeout))
   }
 
@@ -107,7 +109,16 @@ class RedisClient {
     return { roundTrips, unavailable, scriptReloads, connects, redisWaitMs: waitMicros / 1000, renewals, lostLeases }
   }
 
-  close() { this.#conn.close() }
+  #closed = false
+
+  #open() {
+    if (this.#closed) throw new BulkheadError(codes.CLOSED, 'the redis connection is closed')
+  }
+
+  close() {
+    this.#closed = true
+    this.#conn.close()
+  }
 
   /** Whether the process's Redis runtime thread is running (tests). */
   static runtimeRunning() { return RedisConnection.runtimeRunning() }
