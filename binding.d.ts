@@ -286,6 +286,56 @@ export declare class PoolWorker {
   complete(id: number, ok: boolean, value: unknown, meta: Float64Array): unknown
 }
 
+/** A handle on the process-wide connections to one Redis URL (internal). */
+export declare class RedisConnection {
+  /**
+   * Opens (or shares) the connections to `url`. Nothing is connected until
+   * the first command.
+   */
+  constructor(url: string)
+  /** Whether the process's Redis runtime is running (test hook). */
+  static runtimeRunning(): boolean
+  /**
+   * Sends one command (`args[0]` is its name); resolves with the reply
+   * (`null`, number, string or array), rejects with `ERR_UNAVAILABLE` when
+   * Redis does not answer within `timeoutMs`.
+   */
+  command(args: Array<string>, timeoutMs: number): object
+  /** Registers a Lua script; returns its id for `eval`. */
+  registerScript(source: string): number
+  /** Runs script `id` by `EVALSHA` (reloading it after `NOSCRIPT`). */
+  eval(id: number, keys: Array<string>, args: Array<string>, timeoutMs: number): object
+  /**
+   * Renews a lease from the addon's runtime thread: every `intervalMs`,
+   * runs script `id` with `keys`/`args`; a reply of `0` means the lease is
+   * gone, and so does failing to renew for `leaseMs` (counted from the last
+   * success): then `onLost(renewalId)` is called once and renewing stops.
+   * Returns the renewal id for `stopRenewal`.
+   */
+  startRenewal(id: number, keys: Array<string>, args: Array<string>, intervalMs: number, leaseMs: number, timeoutMs: number, onLost: (arg: number) => void): number
+  /** Stops renewing (the task's permit was released). */
+  stopRenewal(renewalId: number): void
+  /**
+   * Calls `onMessage(payload)` for every message on `channel`, and
+   * `onMessage(null)` after the subscriber reconnected (messages may have
+   * been missed). Returns the subscription id.
+   */
+  subscribe(channel: string, onMessage: (arg: string | undefined | null) => void): number
+  /** Ends a subscription. */
+  unsubscribe(channel: string, id: number): void
+  /**
+   * Counters of this URL's connections (the whole process):
+   * `[roundTrips, unavailable, scriptReloads, connects, waitMicros,
+   * renewals, lostLeases]`.
+   */
+  stats(): Array<number>
+  /**
+   * Stops renewals and subscriptions, and lets go of the connections (the
+   * last handle of the process closes them and stops the runtime).
+   */
+  close(): void
+}
+
 /**
  * A handle on a named cache store shared by every worker_thread. Used by
  * `NamedLRUCache` (lib/lru-cache-named.js); not meant to be used directly.

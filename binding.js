@@ -843,6 +843,7 @@ module.exports.NamedLimiter = nativeBinding.NamedLimiter
 module.exports.NativeLimiter = nativeBinding.NativeLimiter
 module.exports.PoolCore = nativeBinding.PoolCore
 module.exports.PoolWorker = nativeBinding.PoolWorker
+module.exports.RedisConnection = nativeBinding.RedisConnection
 module.exports.SharedCacheHandle = nativeBinding.SharedCacheHandle
 module.exports.__panicProbe = nativeBinding.__panicProbe
 module.exports.boundaryAdd = nativeBinding.boundaryAdd

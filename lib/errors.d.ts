@@ -10,6 +10,8 @@ export declare const codes: {
   readonly INTERNAL: 'ERR_INTERNAL'
   /** A value (a worker task's result) could not be structured-cloned across threads. */
   readonly DATA_CLONE: 'ERR_DATA_CLONE'
+  readonly UNAVAILABLE: 'ERR_UNAVAILABLE'
+  readonly LEASE_LOST: 'ERR_LEASE_LOST'
 }
 
 /** One of bulkhead's stable error codes. */

@@ -17,6 +17,8 @@ const codes = Object.freeze({
   RECURSIVE_FLIGHT: 'ERR_RECURSIVE_FLIGHT',
   INTERNAL: 'ERR_INTERNAL',
   DATA_CLONE: 'ERR_DATA_CLONE',
+  UNAVAILABLE: 'ERR_UNAVAILABLE',
+  LEASE_LOST: 'ERR_LEASE_LOST',
 })
 
 const known = new Set(Object.values(codes))

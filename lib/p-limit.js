@@ -381,6 +381,11 @@ class Limiter {
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    // Distributed mode (lib/redis-limiter.js); Redis code loads only then.
+    if (options.redis !== undefined) {
+      const { RedisLimiter } = require('./redis-limiter.js')
+      return new RedisLimiter(options, (local) => new Limiter(local))
+    }
     checkOptions(options, LIMITER_OPTIONS, 'new Limiter() options')
     const {
       concurrency,

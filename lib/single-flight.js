@@ -156,6 +156,11 @@ class SingleFlight {
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+    // Distributed mode (lib/redis-single-flight.js); Redis code loads only then.
+    if (options.redis !== undefined) {
+      const { RedisSingleFlight } = require('./redis-single-flight.js')
+      return new RedisSingleFlight(options)
+    }
     checkOptions(options, GROUP_OPTIONS, 'new SingleFlight() options')
     const {
       timeout = DEFAULT_TIMEOUT,

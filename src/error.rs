@@ -33,11 +33,17 @@ pub enum ErrorCode {
   /// A value could not be structured-cloned to another thread (a worker's
   /// task result that holds a function, for example).
   DataClone,
+  /// Redis (distributed mode) did not answer within its deadline, or could
+  /// not be reached.
+  Unavailable,
+  /// A distributed permit's lease in Redis expired or was taken away while
+  /// its task ran.
+  LeaseLost,
 }
 
 impl ErrorCode {
   /// Every code, in declaration order.
-  pub const ALL: [ErrorCode; 9] = [
+  pub const ALL: [ErrorCode; 11] = [
     ErrorCode::QueueFull,
     ErrorCode::Timeout,
     ErrorCode::Aborted,
@@ -47,6 +53,8 @@ impl ErrorCode {
     ErrorCode::RecursiveFlight,
     ErrorCode::Internal,
     ErrorCode::DataClone,
+    ErrorCode::Unavailable,
+    ErrorCode::LeaseLost,
   ];
 
   /// The stable string JS sees as `err.code`.
@@ -61,6 +69,8 @@ impl ErrorCode {
       ErrorCode::RecursiveFlight => "ERR_RECURSIVE_FLIGHT",
       ErrorCode::Internal => "ERR_INTERNAL",
       ErrorCode::DataClone => "ERR_DATA_CLONE",
+      ErrorCode::Unavailable => "ERR_UNAVAILABLE",
+      ErrorCode::LeaseLost => "ERR_LEASE_LOST",
     }
   }
 }

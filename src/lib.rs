@@ -11,6 +11,7 @@ pub mod clock;
 pub mod error;
 pub mod limiter;
 pub mod pool;
+pub mod redis_hub;
 pub mod registry;
 pub mod shared_cache;
 pub mod single_flight;

@@ -9,5 +9,6 @@ mod lru_cache;
 mod named_counter;
 mod pool;
 mod raw;
+mod redis;
 mod shared_cache;
 mod single_flight;

@@ -1,0 +1,298 @@
+// Limiter on Redis (distributed mode) against a real redis-server, with
+// several Node processes: the bound, weights, priorities, leases of killed
+// and blocked holders, Redis paused / flushed / restarted, waiters leaving.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
+
+const require = createRequire(import.meta.url)
+const { Limiter } = require('../lib/p-limit.js')
+const { RedisClient } = require('../lib/redis.js')
+
+const skip = haveRedis ? false : 'redis-server is not installed'
+const WORKER = fileURLToPath(new URL('./fixtures/redis-limiter-worker.mjs', import.meta.url))
+let server
+let admin
+let n = 0
+const fresh = () => `t${process.pid}-${++n}`
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+before(async () => {
+  if (skip) return
+  server = await RedisServer.start()
+  admin = new RedisClient(server.url)
+})
+after(async () => {
+  admin?.close()
+  await server?.stop()
+})
+
+// Starts a worker process; `lines` collects its stdout lines, `done` its last
+// JSON line when it exits.
+function worker(cfg) {
+  const child = spawn(process.execPath, [WORKER, JSON.stringify({ url: server.url, ...cfg })],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = []
+  let onLine
+  child.stdout.setEncoding('utf8')
+  let buf = ''
+  child.stdout.on('data', (d) => {
+    buf += d
+    let i
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i))
+      buf = buf.slice(i + 1)
+      onLine?.()
+    }
+  })
+  const done = new Promise((resolve) => child.on('exit', () => {
+    const last = lines.findLast((l) => l.startsWith('{'))
+    resolve(last ? JSON.parse(last) : null)
+  }))
+  const waitLines = async (count) => {
+    while (lines.length < count) await new Promise((resolve) => { onLine = resolve })
+  }
+  return { child, lines, done, waitLines }
+}
+
+test('the limit holds across 4 processes, checked by an observer outside the limiter', { skip, timeout: 60_000 }, async () => {
+  const name = fresh()
+  const runs = Array.from({ length: 4 }, () => worker({ name, concurrency: 3, tasks: 15, holdMs: 15 }))
+  const results = await Promise.all(runs.map((r) => r.done))
+  for (const r of results) assert.deepEqual(r.errors, [])
+  assert.equal(results.reduce((s, r) => s + r.ok, 0), 60)
+  const max = Number(await admin.command('GET', `${name}:obs:max`))
+  assert.ok(max <= 3, `at most 3 at once, saw ${max}`)
+  assert.ok(max >= 2, `the limit was used, saw ${max}`)
+  assert.equal(Number(await admin.command('GET', `${name}:obs:cur`)), 0)
+  // Nothing is left held or queued.
+  assert.equal(await admin.command('ZCARD', `bulkhead:limiter:{${name}}:h`), 0)
+  assert.equal(await admin.command('ZCARD', `bulkhead:limiter:{${name}}:q`), 0)
+})
+
+test('weights count across processes', { skip, timeout: 60_000 }, async () => {
+  const name = fresh()
+  const runs = [
+    worker({ name, concurrency: 4, tasks: 8, holdMs: 15, weight: 3 }),
+    worker({ name, concurrency: 4, tasks: 8, holdMs: 15, weight: 2 }),
+    worker({ name, concurrency: 4, tasks: 8, holdMs: 15, weight: 1 }),
+  ]
+  const results = await Promise.all(runs.map((r) => r.done))
+  for (const r of results) assert.deepEqual(r.errors, [])
+  const max = Number(await admin.command('GET', `${name}:obs:max`))
+  assert.ok(max <= 4, `total weight at most 4 at once, saw ${max}`)
+})
+
+test('waiters start in priority order, then arrival order, across instances', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const b = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const order = []
+  let release
+  const holding = a.run(() => new Promise((resolve) => { release = resolve }))
+  while (a.activeCount === 0) await sleep(5)
+  const q = `bulkhead:limiter:{${name}}:q`
+  const queued = async (count) => { while (await admin.command('ZCARD', q) < count) await sleep(5) }
+  const runs = []
+  runs.push(a.run(async () => order.push('a-low-1'), { priority: 0 })); await queued(1)
+  runs.push(b.run(async () => order.push('b-low-2'), { priority: 0 })); await queued(2)
+  runs.push(b.run(async () => order.push('b-high'), { priority: 5 })); await queued(3)
+  runs.push(a.run(async () => order.push('a-mid'), { priority: 2 })); await queued(4)
+  release()
+  await holding
+  await Promise.all(runs)
+  assert.deepEqual(order, ['b-high', 'a-mid', 'a-low-1', 'b-low-2'])
+  a.close()
+  b.close()
+})
+
+test('the rate bound holds over every window across processes', { skip, timeout: 60_000 }, async () => {
+  const name = fresh()
+  const rate = { limit: 4, interval: 500 }
+  const runs = [worker({ name, rate, tasks: 8, holdMs: 1 }), worker({ name, rate, tasks: 8, holdMs: 1 })]
+  const results = await Promise.all(runs.map((r) => r.done))
+  for (const r of results) assert.deepEqual(r.errors, [])
+  const times = (await admin.command('LRANGE', `${name}:obs:times`, 0, -1)).map(Number).sort((a, b) => a - b)
+  assert.equal(times.length, 16)
+  // The observer stamps a start with Redis's clock one round trip after the
+  // limiter granted it, so a gap can look shorter by that latency (up to
+  // ~150 ms on this loaded 2-core machine); the limiter's own bound is exact.
+  for (let i = 0; i + rate.limit < times.length; i++) {
+    const gap = times[i + rate.limit] - times[i]
+    assert.ok(gap >= rate.interval - 150, `starts ${i} and ${i + rate.limit} only ${gap} ms apart`)
+  }
+  assert.ok(times.at(-1) - times[0] >= 3 * rate.interval - 150)
+})
+
+test('permits of a process killed with SIGKILL come back within the lease', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const lease = 1500
+  const redis = { url: server.url, commandTimeout: 300 }
+  const holder = worker({ name, concurrency: 2, mode: 'hold', tasks: 2, lease, redis })
+  await holder.waitLines(2)
+  const killedAt = performance.now()
+  holder.child.kill('SIGKILL')
+  await holder.done
+  const limiter = new Limiter({ name, redis, concurrency: 2, lease })
+  try {
+    await Promise.all([limiter.run(() => 1), limiter.run(() => 2)])
+    const took = performance.now() - killedAt
+    assert.ok(took <= lease + 1500, `permits back after ${took} ms (lease ${lease})`)
+  } finally {
+    limiter.close()
+  }
+})
+
+test('a holder whose event loop is blocked for 3x the lease keeps its permit (renewed from Rust)', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const redis = { url: server.url, commandTimeout: 200 }
+  const lease = 600
+  const holder = worker({ name, concurrency: 1, mode: 'block', blockMs: 3 * lease, lease, redis })
+  await holder.waitLines(1)
+  const limiter = new Limiter({ name, redis, concurrency: 1, lease })
+  try {
+    // While the holder's loop is blocked, the permit stays taken.
+    await assert.rejects(limiter.run(() => 'stolen', { timeout: 2 * lease }), { code: 'ERR_TIMEOUT' })
+    const result = await holder.done
+    assert.deepEqual(result, { aborted: false, reason: null })
+    assert.equal(await limiter.run(() => 'after'), 'after')
+  } finally {
+    limiter.close()
+  }
+})
+
+test('a lost lease aborts the task signal with ERR_LEASE_LOST', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const redis = { url: server.url, commandTimeout: 200 }
+  const limiter = new Limiter({ name, redis, concurrency: 1, lease: 600 })
+  try {
+    let seen
+    const run = limiter.run((signal) => new Promise((resolve) => {
+      signal.addEventListener('abort', () => { seen = signal.reason.code; resolve('done') })
+    }))
+    while (limiter.activeCount === 0) await sleep(5)
+    // Someone deletes the permits (as a Redis restart would).
+    await admin.command('DEL', `bulkhead:limiter:{${name}}:h`)
+    await assert.rejects(run, { code: 'ERR_LEASE_LOST' })
+    assert.equal(seen, 'ERR_LEASE_LOST')
+    assert.ok(limiter.stats().lostLeases >= 1)
+  } finally {
+    limiter.close()
+  }
+})
+
+test('a waiter that aborts or times out leaves the Redis queue', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const q = `bulkhead:limiter:{${name}}:q`
+  try {
+    let release
+    const holding = limiter.run(() => new Promise((resolve) => { release = resolve }))
+    while (limiter.activeCount === 0) await sleep(5)
+    const ac = new AbortController()
+    const aborted = limiter.run(() => 'no', { signal: ac.signal })
+    const timed = limiter.run(() => 'no', { timeout: 200 })
+    const later = limiter.run(() => 'yes')
+    while (await admin.command('ZCARD', q) < 3) await sleep(5)
+    ac.abort()
+    await assert.rejects(aborted, { code: 'ERR_ABORTED' })
+    await assert.rejects(timed, { code: 'ERR_TIMEOUT' })
+    let left = 3
+    for (let i = 0; i < 100 && left !== 1; i++) { left = await admin.command('ZCARD', q); await sleep(10) }
+    assert.equal(left, 1, 'only the waiter still waiting is queued')
+    release()
+    await holding
+    assert.equal(await later, 'yes')
+  } finally {
+    limiter.close()
+  }
+})
+
+test('closing an instance takes its waiters out of the Redis queue', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const holder = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const other = new Limiter({ name, redis: server.url, concurrency: 1, lease: 3000 })
+  const q = `bulkhead:limiter:{${name}}:q`
+  try {
+    let release
+    const holding = holder.run(() => new Promise((resolve) => { release = resolve }))
+    while (holder.activeCount === 0) await sleep(5)
+    const waiting = [other.run(() => 1), other.run(() => 2)]
+    while (await admin.command('ZCARD', q) < 2) await sleep(5)
+    other.close()
+    for (const w of waiting) await assert.rejects(w, { code: 'ERR_CLOSED' })
+    let left = 2
+    for (let i = 0; i < 100 && left !== 0; i++) { left = await admin.command('ZCARD', q); await sleep(10) }
+    assert.equal(left, 0)
+    release()
+    await holding
+  } finally {
+    holder.close()
+    other.close()
+  }
+})
+
+test('SCRIPT FLUSH does not break the limiter', { skip }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    assert.equal(await limiter.run(() => 1), 1)
+    await admin.command('SCRIPT', 'FLUSH')
+    assert.equal(await limiter.run(() => 2), 2)
+  } finally {
+    limiter.close()
+  }
+})
+
+test('Redis paused: reject / allow / local answer within commandTimeout, and it recovers', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const redis = { url: server.url, commandTimeout: 250 }
+  const reject = new Limiter({ name, redis, concurrency: 1 })
+  const allow = new Limiter({ name, redis, concurrency: 1, onRedisDown: 'allow' })
+  const local = new Limiter({ name, redis, concurrency: 1, onRedisDown: 'local' })
+  try {
+    assert.equal(await reject.run(() => 'up'), 'up')
+    server.pause()
+    try {
+      const started = performance.now()
+      await assert.rejects(reject.run(() => 'no'), { code: 'ERR_UNAVAILABLE' })
+      assert.ok(performance.now() - started < 2000)
+      assert.equal(await allow.run(() => 'allowed'), 'allowed')
+      assert.equal(await local.run(() => 'local'), 'local')
+      assert.equal(local.stats().fallbacks, 1)
+      assert.equal(allow.stats().allowedWhileDown, 1)
+    } finally {
+      server.resume()
+    }
+    assert.equal(await reject.run(() => 'again'), 'again')
+  } finally {
+    reject.close(); allow.close(); local.close()
+  }
+})
+
+test('Redis killed, then restarted empty: ERR_UNAVAILABLE while down, working after', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const redis = { url: server.url, commandTimeout: 250 }
+  const limiter = new Limiter({ name, redis, concurrency: 2 })
+  try {
+    assert.equal(await limiter.run(() => 1), 1)
+    await server.kill()
+    await assert.rejects(limiter.run(() => 2), { code: 'ERR_UNAVAILABLE' })
+    await server.restart()
+    assert.equal(await limiter.run(() => 3), 3)
+  } finally {
+    limiter.close()
+  }
+})
+
+test('distributed options are checked', { skip }, () => {
+  assert.throws(() => new Limiter({ redis: server.url, concurrency: 1 }), { name: 'TypeError', message: /options\.name/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url }), { name: 'TypeError', message: /concurrency/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, onRedisDown: 'maybe' }),
+    { name: 'TypeError', message: /onRedisDown/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, lease: 10 }),
+    { name: 'TypeError', message: /lease/ })
+})

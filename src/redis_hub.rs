@@ -1,0 +1,622 @@
+//! Distributed mode's Redis I/O (plain Rust, no Node types).
+//!
+//! One process-wide hub: a tokio runtime owned by the addon (one worker
+//! thread), and per Redis URL one [`Server`] holding one multiplexed command
+//! connection and, once something subscribes, one subscriber connection.
+//! Every thread and every distributed instance of the process that names the
+//! same URL shares them. Both are opened lazily; the runtime is started with
+//! the first [`open`] and shut down when the last [`RedisHandle`] is dropped,
+//! so an idle process holds no thread or socket.
+//!
+//! Failure rules (design notes, "Across processes: Redis"):
+//! - Every command has a deadline (`command_timeout`, connecting included). A
+//!   missed deadline is [`ErrorCode::Unavailable`], never a wait.
+//! - There is no offline queue and no retry: a command that failed or timed
+//!   out is never sent again, and its connection is dropped (so nothing else
+//!   is queued behind a dead socket); the next command opens a new one.
+//! - Scripts run by `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH` or a
+//!   restart) the script is loaded and run once more, within the same
+//!   deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Script, Value};
+use tokio::runtime::Runtime;
+
+use crate::error::{Error, ErrorCode};
+
+/// A reply from Redis, reduced to what the JS layer uses.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+  /// `nil`.
+  Nil,
+  /// An integer (Lua numbers come back as integers).
+  Int(i64),
+  /// A string (bulk or simple; bytes that are not UTF-8 are replaced).
+  Str(String),
+  /// An array.
+  Arr(Vec<Reply>),
+}
+
+impl From<Value> for Reply {
+  fn from(value: Value) -> Self {
+    match value {
+      Value::Nil => Reply::Nil,
+      Value::Int(i) => Reply::Int(i),
+      Value::BulkString(b) => Reply::Str(String::from_utf8_lossy(&b).into_owned()),
+      Value::SimpleString(s) => Reply::Str(s),
+      Value::Okay => Reply::Str("OK".into()),
+      Value::Array(v) | Value::Set(v) => Reply::Arr(v.into_iter().map(Reply::from).collect()),
+      Value::Map(v) => Reply::Arr(
+        v.into_iter()
+          .flat_map(|(k, v)| [Reply::from(k), Reply::from(v)])
+          .collect(),
+      ),
+      Value::Double(d) => Reply::Str(d.to_string()),
+      Value::Boolean(b) => Reply::Int(i64::from(b)),
+      other => Reply::Str(format!("{other:?}")),
+    }
+  }
+}
+
+/// Counters of one [`Server`] (all instances of the process on that URL).
+#[derive(Default, Debug)]
+pub struct ServerStats {
+  /// Commands sent (a `NOSCRIPT` reload counts its `SCRIPT LOAD` and second
+  /// `EVALSHA`).
+  pub round_trips: AtomicU64,
+  /// Commands that missed their deadline or failed on the connection.
+  pub unavailable: AtomicU64,
+  /// Scripts reloaded after `NOSCRIPT`.
+  pub script_reloads: AtomicU64,
+  /// Connections opened (the first included).
+  pub connects: AtomicU64,
+  /// Total microseconds spent waiting on Redis.
+  pub wait_micros: AtomicU64,
+  /// Lease renewals attempted.
+  pub renewals: AtomicU64,
+  /// Leases found lost (by a renewal reply of 0, or renewals failing for a
+  /// whole lease).
+  pub lost_leases: AtomicU64,
+}
+
+/// A pub/sub callback: receives the message payload, or `None` after the
+/// subscriber connection was re-established (messages may have been missed).
+pub type Listener = Arc<dyn Fn(Option<Vec<u8>>) + Send + Sync>;
+
+struct Subscriptions {
+  next_id: u64,
+  /// channel -> (listener id, listener)
+  channels: HashMap<String, Vec<(u64, Listener)>>,
+  /// The live subscriber's sink, if connected.
+  sink: Option<PubSubSink>,
+  /// Whether a task is (re)connecting the subscriber.
+  connecting: bool,
+}
+
+/// One Redis URL's connections, shared by the whole process.
+pub struct Server {
+  url: String,
+  client: Client,
+  runtime: tokio::runtime::Handle,
+  /// `(generation, connection)`; `None` until the first command or after a
+  /// failure dropped it.
+  conn: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+  generation: AtomicU64,
+  subs: Mutex<Subscriptions>,
+  /// Counters.
+  pub stats: ServerStats,
+}
+
+struct Hub {
+  runtime: Option<Runtime>,
+  servers: HashMap<String, Weak<Server>>,
+  users: usize,
+}
+
+static HUB: std::sync::LazyLock<Mutex<Hub>> = std::sync::LazyLock::new(|| {
+  Mutex::new(Hub {
+    runtime: None,
+    servers: HashMap::new(),
+    users: 0,
+  })
+});
+
+/// Whether the hub's runtime is running (a test hook: an idle process has
+/// none).
+pub fn runtime_running() -> bool {
+  HUB.lock().runtime.is_some()
+}
+
+/// Checks a Redis URL: `redis://` only (TLS is not built in yet).
+///
+/// # Errors
+/// [`ErrorCode::InvalidArg`] naming the rule.
+pub fn check_url(url: &str) -> Result<(), Error> {
+  if url.starts_with("rediss://") {
+    return Err(Error::invalid_arg(
+      "options.redis: rediss:// (TLS) is not supported by this build; use redis://",
+    ));
+  }
+  if !url.starts_with("redis://") {
+    return Err(Error::invalid_arg(
+      "options.redis must be a redis:// URL or { url }",
+    ));
+  }
+  Client::open(url)
+    .map(|_| ())
+    .map_err(|e| Error::invalid_arg(format!("options.redis: invalid URL ({e})")))
+}
+
+/// A user's hold on a [`Server`]: the runtime and connections stay while any
+/// handle lives; dropping the last one closes them.
+pub struct RedisHandle {
+  server: Arc<Server>,
+}
+
+/// Opens (or shares) the connections to `url`.
+///
+/// # Errors
+/// [`ErrorCode::InvalidArg`] for a bad URL; [`ErrorCode::Internal`] if the
+/// runtime cannot start.
+pub fn open(url: &str) -> Result<RedisHandle, Error> {
+  check_url(url)?;
+  let mut hub = HUB.lock();
+  if hub.runtime.is_none() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(1)
+      .thread_name("bulkhead-redis")
+      .enable_io()
+      .enable_time()
+      .build()
+      .map_err(|e| Error::new(ErrorCode::Internal, format!("redis runtime: {e}")))?;
+    hub.runtime = Some(runtime);
+  }
+  let server = match hub.servers.get(url).and_then(Weak::upgrade) {
+    Some(server) => server,
+    None => {
+      let client = Client::open(url)
+        .map_err(|e| Error::invalid_arg(format!("options.redis: invalid URL ({e})")))?;
+      let runtime = hub.runtime.as_ref().map(|r| r.handle().clone());
+      let server = Arc::new(Server {
+        url: url.to_owned(),
+        client,
+        runtime: runtime.ok_or_else(|| Error::new(ErrorCode::Internal, "no runtime"))?,
+        conn: tokio::sync::Mutex::new(None),
+        generation: AtomicU64::new(0),
+        subs: Mutex::new(Subscriptions {
+          next_id: 1,
+          channels: HashMap::new(),
+          sink: None,
+          connecting: false,
+        }),
+        stats: ServerStats::default(),
+      });
+      hub.servers.insert(url.to_owned(), Arc::downgrade(&server));
+      server
+    }
+  };
+  hub.users += 1;
+  Ok(RedisHandle { server })
+}
+
+impl Drop for RedisHandle {
+  fn drop(&mut self) {
+    let mut hub = HUB.lock();
+    hub.users -= 1;
+    if Arc::strong_count(&self.server) == 1 {
+      hub.servers.remove(&self.server.url);
+      // Closing the subscriber: dropping the sink ends its stream task once
+      // the runtime stops.
+      self.server.subs.lock().sink = None;
+    }
+    if hub.users == 0 {
+      hub.servers.clear();
+      if let Some(runtime) = hub.runtime.take() {
+        // Shut down off this thread: the last handle may be dropped by a
+        // task on the runtime itself.
+        std::thread::spawn(move || runtime.shutdown_background());
+      }
+    }
+  }
+}
+
+impl Clone for RedisHandle {
+  /// Another hold on the same server (a pending command holds one, so the
+  /// runtime is not shut down under it and its promise always settles).
+  fn clone(&self) -> Self {
+    HUB.lock().users += 1;
+    RedisHandle {
+      server: self.server.clone(),
+    }
+  }
+}
+
+impl RedisHandle {
+  /// The shared server.
+  pub fn server(&self) -> &Arc<Server> {
+    &self.server
+  }
+}
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> Error {
+  Error::new(
+    ErrorCode::Unavailable,
+    format!("redis unavailable: {what}: {err}"),
+  )
+}
+
+fn is_connection_error(err: &RedisError) -> bool {
+  err.is_io_error()
+    || err.is_timeout()
+    || err.is_connection_dropped()
+    || err.is_connection_refusal()
+    || matches!(err.kind(), ErrorKind::Io | ErrorKind::Client)
+}
+
+impl Server {
+  /// The runtime the server's tasks run on.
+  pub fn runtime(&self) -> &tokio::runtime::Handle {
+    &self.runtime
+  }
+
+  async fn connection(&self) -> Result<(u64, MultiplexedConnection), Error> {
+    let mut guard = self.conn.lock().await;
+    if let Some((generation, conn)) = guard.as_ref() {
+      return Ok((*generation, conn.clone()));
+    }
+    // No response timeout inside the client: the caller's deadline bounds
+    // the whole command, connecting included.
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+    let conn = self
+      .client
+      .get_multiplexed_async_connection_with_config(&config)
+      .await
+      .map_err(|e| unavailable("connect", e))?;
+    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+    let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    *guard = Some((generation, conn.clone()));
+    Ok((generation, conn))
+  }
+
+  /// Drops the connection of `generation` (if still current), so the next
+  /// command opens a fresh one; commands queued on the old one fail.
+  fn invalidate(&self, generation: u64) {
+    if let Ok(mut guard) = self.conn.try_lock() {
+      if matches!(guard.as_ref(), Some((g, _)) if *g == generation) {
+        *guard = None;
+      }
+    } else {
+      // Someone is connecting or reading; they will see the failure too.
+    }
+  }
+
+  async fn with_deadline<T, F>(&self, timeout: Duration, what: &str, f: F) -> Result<T, Error>
+  where
+    F: std::future::Future<Output = Result<T, (Option<u64>, Error)>>,
+  {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, f).await;
+    self
+      .stats
+      .wait_micros
+      .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    match result {
+      Ok(Ok(v)) => Ok(v),
+      Ok(Err((generation, err))) => {
+        if err.code == ErrorCode::Unavailable {
+          self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+          if let Some(g) = generation {
+            self.invalidate(g);
+          }
+        }
+        Err(err)
+      }
+      Err(_) => {
+        self.stats.unavailable.fetch_add(1, Ordering::Relaxed);
+        // The connection may hold our command in a buffer; drop it so it is
+        // not reused. (Redis may still execute what it already received:
+        // scripts guard against late execution with a deadline in Redis time.)
+        let current = self
+          .conn
+          .try_lock()
+          .ok()
+          .and_then(|g| g.as_ref().map(|c| c.0));
+        if let Some(g) = current {
+          self.invalidate(g);
+        }
+        Err(unavailable(
+          what,
+          format!("no answer within {} ms", timeout.as_millis()),
+        ))
+      }
+    }
+  }
+
+  fn map_err(err: RedisError) -> Error {
+    if is_connection_error(&err) {
+      unavailable("command", err)
+    } else {
+      Error::new(ErrorCode::Internal, format!("redis error: {err}"))
+    }
+  }
+
+  /// Runs one command within `timeout`.
+  ///
+  /// # Errors
+  /// [`ErrorCode::Unavailable`] if Redis cannot be reached or does not answer
+  /// in time; [`ErrorCode::Internal`] for an error reply.
+  pub async fn command(&self, cmd: Cmd, timeout: Duration) -> Result<Reply, Error> {
+    self
+      .with_deadline(timeout, "command", async {
+        let (generation, mut conn) = self.connection().await.map_err(|e| (None, e))?;
+        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+        let value: Value = cmd
+          .query_async(&mut conn)
+          .await
+          .map_err(|e| (Some(generation), Self::map_err(e)))?;
+        Ok(Reply::from(value))
+      })
+      .await
+  }
+
+  /// Runs `script` by `EVALSHA`, loading it once on `NOSCRIPT`, within
+  /// `timeout`.
+  ///
+  /// # Errors
+  /// As [`Server::command`].
+  pub async fn eval(
+    &self,
+    script: &Script,
+    keys: &[String],
+    args: &[String],
+    timeout: Duration,
+  ) -> Result<Reply, Error> {
+    self
+      .with_deadline(timeout, "script", async {
+        let (generation, mut conn) = self.connection().await.map_err(|e| (None, e))?;
+        let fail = |e: RedisError| (Some(generation), Self::map_err(e));
+        let evalsha = || {
+          let mut cmd = redis::cmd("EVALSHA");
+          cmd
+            .arg(script.get_hash())
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+          cmd
+        };
+        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+        match evalsha().query_async::<Value>(&mut conn).await {
+          Ok(v) => Ok(Reply::from(v)),
+          Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            self.stats.script_reloads.fetch_add(1, Ordering::Relaxed);
+            self.stats.round_trips.fetch_add(2, Ordering::Relaxed);
+            script.load_async(&mut conn).await.map_err(fail)?;
+            let v: Value = evalsha().query_async(&mut conn).await.map_err(fail)?;
+            Ok(Reply::from(v))
+          }
+          Err(e) => Err(fail(e)),
+        }
+      })
+      .await
+  }
+
+  /// Calls `listener` with every message published on `channel` (and with
+  /// `None` after the subscriber reconnects). Returns an id for
+  /// [`Server::unsubscribe`].
+  pub fn subscribe(self: &Arc<Self>, channel: &str, listener: Listener) -> u64 {
+    let mut subs = self.subs.lock();
+    let id = subs.next_id;
+    subs.next_id += 1;
+    let list = subs.channels.entry(channel.to_owned()).or_default();
+    let first = list.is_empty();
+    list.push((id, listener));
+    if let Some(sink) = subs.sink.clone() {
+      if first {
+        let channel = channel.to_owned();
+        self.runtime.spawn(async move {
+          let mut sink = sink;
+          let _ = sink.subscribe(channel).await;
+        });
+      }
+    } else if !subs.connecting {
+      subs.connecting = true;
+      let weak = Arc::downgrade(self);
+      self.runtime.spawn(subscriber_loop(weak));
+    }
+    id
+  }
+
+  /// Removes a listener; the channel is unsubscribed with its last one.
+  pub fn unsubscribe(&self, channel: &str, id: u64) {
+    let mut subs = self.subs.lock();
+    let Some(list) = subs.channels.get_mut(channel) else {
+      return;
+    };
+    list.retain(|(i, _)| *i != id);
+    if list.is_empty() {
+      subs.channels.remove(channel);
+      if let Some(mut sink) = subs.sink.clone() {
+        let channel = channel.to_owned();
+        self.runtime.spawn(async move {
+          let _ = sink.unsubscribe(channel).await;
+        });
+      }
+    }
+  }
+}
+
+/// Keeps the subscriber connected while the server lives and has channels:
+/// connects, subscribes to every channel, dispatches messages; after a
+/// disconnect, waits (100 ms, doubling to 2 s), reconnects and tells every
+/// listener `None` (it may have missed messages).
+async fn subscriber_loop(weak: Weak<Server>) {
+  let mut backoff = Duration::from_millis(100);
+  let mut reconnect = false;
+  loop {
+    let Some(server) = weak.upgrade() else { return };
+    let pubsub =
+      tokio::time::timeout(Duration::from_secs(2), server.client.get_async_pubsub()).await;
+    let Ok(Ok(pubsub)) = pubsub else {
+      drop(server);
+      tokio::time::sleep(backoff).await;
+      backoff = (backoff * 2).min(Duration::from_secs(2));
+      reconnect = true;
+      continue;
+    };
+    let (mut sink, mut stream) = pubsub.split();
+    let channels: Vec<String> = server.subs.lock().channels.keys().cloned().collect();
+    let mut ok = true;
+    for channel in &channels {
+      if sink.subscribe(channel).await.is_err() {
+        ok = false;
+        break;
+      }
+    }
+    if !ok {
+      drop(server);
+      tokio::time::sleep(backoff).await;
+      continue;
+    }
+    backoff = Duration::from_millis(100);
+    {
+      let mut subs = server.subs.lock();
+      subs.sink = Some(sink);
+      subs.connecting = false;
+      // Channels added while we subscribed.
+      let missing: Vec<String> = subs
+        .channels
+        .keys()
+        .filter(|c| !channels.contains(c))
+        .cloned()
+        .collect();
+      if let Some(sink) = subs.sink.clone() {
+        server.runtime.spawn(async move {
+          let mut sink = sink;
+          for c in missing {
+            let _ = sink.subscribe(c).await;
+          }
+        });
+      }
+    }
+    if reconnect {
+      let listeners: Vec<Listener> = server
+        .subs
+        .lock()
+        .channels
+        .values()
+        .flat_map(|l| l.iter().map(|(_, f)| f.clone()))
+        .collect();
+      for f in listeners {
+        f(None);
+      }
+    }
+    drop(server);
+    while let Some(msg) = stream.next().await {
+      let Some(server) = weak.upgrade() else { return };
+      let channel = msg.get_channel_name().to_owned();
+      let payload = msg.get_payload_bytes().to_vec();
+      let listeners: Vec<Listener> = server
+        .subs
+        .lock()
+        .channels
+        .get(&channel)
+        .map(|l| l.iter().map(|(_, f)| f.clone()).collect())
+        .unwrap_or_default();
+      for f in listeners {
+        f(Some(payload.clone()));
+      }
+    }
+    // Disconnected.
+    let Some(server) = weak.upgrade() else { return };
+    {
+      let mut subs = server.subs.lock();
+      subs.sink = None;
+      if subs.channels.is_empty() {
+        subs.connecting = false;
+        return;
+      }
+      subs.connecting = true;
+    }
+    reconnect = true;
+    drop(server);
+    tokio::time::sleep(backoff).await;
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  // The hub is process-wide: tests that open it run one at a time.
+  static SERIAL: Mutex<()> = Mutex::new(());
+
+  #[test]
+  fn urls_are_checked() {
+    assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+    assert_eq!(
+      check_url("rediss://h:1").unwrap_err().code,
+      ErrorCode::InvalidArg
+    );
+    assert_eq!(
+      check_url("http://h").unwrap_err().code,
+      ErrorCode::InvalidArg
+    );
+  }
+
+  #[test]
+  fn replies_convert() {
+    let v = Value::Array(vec![
+      Value::Int(3),
+      Value::Nil,
+      Value::BulkString(b"ab".to_vec()),
+      Value::Okay,
+    ]);
+    assert_eq!(
+      Reply::from(v),
+      Reply::Arr(vec![
+        Reply::Int(3),
+        Reply::Nil,
+        Reply::Str("ab".into()),
+        Reply::Str("OK".into())
+      ])
+    );
+  }
+
+  #[test]
+  fn the_runtime_lives_with_the_last_handle() {
+    let _serial = SERIAL.lock();
+    // A port nothing listens on: no connection is made by open().
+    let a = open("redis://127.0.0.1:1/").unwrap();
+    let b = open("redis://127.0.0.1:1/").unwrap();
+    assert!(Arc::ptr_eq(a.server(), b.server()));
+    assert!(runtime_running());
+    drop(a);
+    assert!(runtime_running());
+    drop(b);
+    assert!(!runtime_running());
+  }
+
+  #[test]
+  fn an_unreachable_server_is_unavailable_within_the_deadline() {
+    let _serial = SERIAL.lock();
+    let h = open("redis://127.0.0.1:1/").unwrap();
+    let server = h.server().clone();
+    let started = std::time::Instant::now();
+    let result = server.runtime().clone().block_on(async {
+      server
+        .command(redis::cmd("PING"), Duration::from_millis(200))
+        .await
+    });
+    assert_eq!(result.unwrap_err().code, ErrorCode::Unavailable);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(server);
+    drop(h);
+  }
+}
