@@ -29,3 +29,19 @@ export declare class BulkheadError extends Error {
 
 /** Whether `err` carries one of bulkhead's codes (whether made in JS or in Rust). */
 export declare function isBulkheadError(err: unknown): err is Error & { code: BulkheadErrorCode }
+
+/**
+ * Where distributed mode's Redis is: a URL (`redis://host:port/db`) or
+ * options. See docs/redis.md.
+ */
+export type RedisOption =
+  | string
+  | {
+      url: string
+      /** Prefix of every key (default `bulkhead:`). */
+      keyPrefix?: string
+      /** Ms to connect before `ERR_UNAVAILABLE` (default: `commandTimeout`). */
+      connectTimeout?: number
+      /** Ms each Redis command may take before `ERR_UNAVAILABLE` (default 1000). */
+      commandTimeout?: number
+    }

@@ -76,6 +76,19 @@ export interface LimiterOptions {
    * `concurrency`, `maxPending` and `rate`.
    */
   name?: string
+  /**
+   * Distributed mode: the limit (and rate) is shared through Redis by every process and
+   * thread that opens the same `name` there (docs/redis.md). Supports `name`, `concurrency`,
+   * `rate`, `timeout`, `lease` and `onRedisDown` only.
+   */
+  redis?: import('./errors').RedisOption
+  /** Distributed mode: ms a permit outlives a process that died holding it (default 30000). */
+  lease?: number
+  /**
+   * Distributed mode, when Redis does not answer: `'reject'` (default, `ERR_UNAVAILABLE`),
+   * `'local'` (this process's own limit) or `'allow'`.
+   */
+  onRedisDown?: 'reject' | 'local' | 'allow'
 }
 
 /** Options of `limiter.run()`. */

@@ -1,7 +1,7 @@
 /** Options of a `SingleFlight` group. */
 export interface SingleFlightOptions {
   /**
-   * Deadline of every flight, in milliseconds (default: none). When it
+   * Deadline of every flight, in milliseconds (default: 30000; `Infinity` for none). When it
    * passes, every caller of the flight rejects with `ERR_TIMEOUT`, the key
    * is freed, the flight's signal fires, and the group keeps no reference to
    * the call or its result. `Infinity` opts out.
@@ -35,6 +35,18 @@ export interface SingleFlightOptions {
    * `await` in the process (~90 -> ~220-290 ns; see docs/single-flight.md).
    */
   detectRecursion?: 'sync' | 'async'
+  /**
+   * Distributed mode: one run of `fn` per key across every process that opens the same `name`
+   * on this Redis (at-least-once, not exactly-once; docs/redis.md). Supports `name`,
+   * `timeout`, `lease`, `onRedisDown` and `serializer` only; keys must be strings.
+   */
+  redis?: import('./errors').RedisOption
+  /** Distributed mode: ms a flight lock outlives a process that died leading it (default 30000). */
+  lease?: number
+  /** Distributed mode, when Redis does not answer: `'local'` (default: dedupe in this process) or `'reject'`. */
+  onRedisDown?: 'local' | 'reject'
+  /** Distributed mode: how values cross processes (default JSON, readable by every Node version). */
+  serializer?: { serialize(value: unknown): string; deserialize(text: string): unknown }
 }
 
 /** Options of one call. */
