@@ -289,10 +289,275 @@ test('Redis killed, then restarted empty: ERR_UNAVAILABLE while down, working af
 })
 
 test('distributed options are checked', { skip }, () => {
-  assert.throws(() => new Limiter({ redis: server.url, concurrency: 1 }), { name: 'TypeError', message: /options\.name/ })
+  assert.throws(() => new Limiter({ redis: server.url, concurrency: 1 }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG', message: /options\.name/ })
   assert.throws(() => new Limiter({ name: 'x', redis: server.url }), { name: 'TypeError', message: /concurrency/ })
   assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, onRedisDown: 'maybe' }),
     { name: 'TypeError', message: /onRedisDown/ })
   assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, lease: 10 }),
     { name: 'TypeError', message: /lease/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, maxPending: 0 }),
+    { code: 'ERR_INVALID_ARG', message: /options\.maxPending .*queueTimeout: 0/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url, concurrency: 1, queueTimeout: -1 }),
+    { code: 'ERR_INVALID_ARG', message: /options\.queueTimeout/ })
+  assert.throws(() => new Limiter({ name: 'x', redis: server.url, rate: { limit: 100_001, interval: 1000 } }),
+    { code: 'ERR_INVALID_ARG', message: /options\.rate\.limit must be an integer from 1 to 100000/ })
+})
+
+// ---- The local Limiter's API in distributed mode ---------------------------
+
+const q = (name) => `bulkhead:limiter:{${name}}:q`
+async function queued(name, count) {
+  for (let i = 0; i < 500; i++) {
+    if (await admin.command('ZCARD', q(name)) === count) return
+    await sleep(10)
+  }
+  assert.equal(await admin.command('ZCARD', q(name)), count, `${count} waiters in the Redis queue`)
+}
+function deferred() {
+  let resolve
+  const promise = new Promise((r) => { resolve = r })
+  return { promise, resolve }
+}
+// Holds the one permit of `limiter` until the returned gate is resolved.
+async function hold(limiter) {
+  const gate = deferred()
+  const running = limiter.run(() => gate.promise)
+  while (limiter.activeCount === 0) await sleep(5)
+  return { release: () => gate.resolve('held'), running }
+}
+
+test('a distributed limiter is instanceof Limiter and has every public member of the local one', { skip }, async () => {
+  const local = new Limiter({ concurrency: 1 })
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 2 })
+  try {
+    assert.ok(limiter instanceof Limiter)
+    const members = (o) => Object.getOwnPropertyNames(Object.getPrototypeOf(o)).filter((m) => m !== 'constructor')
+    for (const member of members(local)) {
+      assert.ok(member in limiter, `has ${member}`)
+      // Each works (or, for the concurrency setter, refuses clearly): none
+      // falls through to the local class's private state.
+      const d = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(local), member)
+      if (d.get) assert.doesNotThrow(() => limiter[member], member)
+    }
+    assert.equal(limiter.name, name)
+    assert.equal(limiter.concurrency, 2)
+    assert.equal(limiter.nativeSlots, 0)
+    assert.throws(() => { limiter.concurrency = 3 }, { code: 'ERR_INVALID_ARG', message: /cannot be changed in distributed mode/ })
+    assert.equal(limiter.concurrency, 2)
+  } finally {
+    await limiter.close()
+    await local.close()
+  }
+})
+
+test('unknown options are ERR_INVALID_ARG with the option meant, in distributed mode too', { skip }, async () => {
+  const name = fresh()
+  assert.throws(() => new Limiter({ name, redis: server.url, concurrency: 1, queueTimout: 5 }), {
+    code: 'ERR_INVALID_ARG',
+    message: /unknown option `queueTimout` in new Limiter\(\{ redis \}\) options: did you mean `queueTimeout`\?/,
+  })
+  assert.throws(() => new Limiter({ name, redis: server.url, concurrency: 1, maxPendng: 5 }),
+    { code: 'ERR_INVALID_ARG', message: /did you mean `maxPending`/ })
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    await assert.rejects(limiter.run(() => 1, { wieght: 1 }), { code: 'ERR_INVALID_ARG', message: /did you mean `weight`/ })
+    await assert.rejects(limiter.map([1], (x) => x, { setle: true }), { code: 'ERR_INVALID_ARG', message: /did you mean `settle`/ })
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('maxPending bounds this process\'s waiters: one more is ERR_QUEUE_FULL naming the limiter', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1, maxPending: 2 })
+  try {
+    const held = await hold(limiter)
+    const waiting = [limiter.run(() => 'a'), limiter.run(() => 'b')]
+    assert.equal(limiter.pendingCount, 2)
+    await assert.rejects(limiter.run(() => 'c'), {
+      code: 'ERR_QUEUE_FULL',
+      message: `Limiter "${name}" (redis): the queue is full (maxPending: 2 in this process)`,
+    })
+    assert.equal(limiter.stats().queueFull, 1)
+    await queued(name, 2)
+    held.release()
+    assert.deepEqual(await Promise.all(waiting), ['a', 'b'])
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('maxPending defaults to 1024 per process; clear() takes every waiter out of the Redis queue', { skip, timeout: 60_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    const held = await hold(limiter)
+    const waiting = Array.from({ length: 1024 }, (_, i) => limiter.run(() => i))
+    await assert.rejects(limiter.run(() => 'one too many'), { code: 'ERR_QUEUE_FULL', message: /maxPending: 1024/ })
+    await queued(name, 1024)
+    limiter.clear()
+    assert.equal(limiter.pendingCount, 0, 'cleared waiters are rejected at once')
+    const outcomes = await Promise.allSettled(waiting)
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && o.reason.code === 'ERR_ABORTED' &&
+      o.reason.message === 'the task was cleared from the queue'))
+    await queued(name, 0)
+    assert.equal(await admin.command('HLEN', `bulkhead:limiter:{${name}}:m`), 0, 'no waiter metadata left')
+    held.release()
+    assert.equal(await held.running, 'held')
+    // The limiter still works after clear().
+    assert.equal(await limiter.run(() => 'after'), 'after')
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('queueTimeout: a task still waiting rejects with ERR_TIMEOUT naming the limiter, and leaves the Redis queue', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1, queueTimeout: 300 })
+  try {
+    const held = await hold(limiter)
+    const started = performance.now()
+    const late = limiter.run(() => 'late')
+    await queued(name, 1)
+    await assert.rejects(late, {
+      code: 'ERR_TIMEOUT',
+      message: `Limiter "${name}" (redis): the task waited 300 ms for a permit (queueTimeout) and was dropped`,
+    })
+    assert.ok(performance.now() - started >= 290)
+    await queued(name, 0)
+    // The running task is not bound by it; a per-run queueTimeout overrides.
+    await sleep(100)
+    const patient = limiter.run(() => 'patient', { queueTimeout: Infinity })
+    await sleep(400)
+    held.release()
+    assert.equal(await held.running, 'held')
+    assert.equal(await patient, 'patient')
+    assert.equal(limiter.stats().timedOut, 1)
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('queueTimeout defaults to 30 s in distributed mode', { skip, timeout: 60_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    const held = await hold(limiter)
+    const started = performance.now()
+    await assert.rejects(limiter.run(() => 'late'), { code: 'ERR_TIMEOUT', message: /waited 30000 ms for a permit \(queueTimeout\)/ })
+    assert.ok(performance.now() - started >= 29_900)
+    await queued(name, 0)
+    held.release()
+    await held.running
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('pause() stops this process starting tasks; its waiters leave the Redis queue so other processes go on', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const paused = new Limiter({ name, redis: server.url, concurrency: 1 })
+  const other = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    const held = await hold(other)
+    const order = []
+    const first = paused.run(() => order.push('paused-1'))
+    await queued(name, 1)
+    paused.pause()
+    assert.equal(paused.isPaused, true)
+    await queued(name, 0) // out of the Redis queue while paused
+    const later = paused.run(() => order.push('paused-2'))
+    assert.equal(paused.pendingCount, 2)
+    const otherTask = other.run(() => order.push('other'))
+    await queued(name, 1) // only the other process's waiter
+    held.release()
+    await otherTask
+    await sleep(200)
+    assert.deepEqual(order, ['other'], 'nothing started in the paused process')
+    paused.resume()
+    assert.equal(paused.isPaused, false)
+    await Promise.all([first, later])
+    assert.deepEqual(order, ['other', 'paused-1', 'paused-2'])
+  } finally {
+    await paused.close()
+    await other.close()
+  }
+})
+
+test('onIdle(), onEmpty(), onSizeLessThan() follow this process\'s tasks', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  try {
+    await limiter.onIdle() // idle at once
+    const held = await hold(limiter)
+    const waiting = [limiter.run(() => 1), limiter.run(() => 2)]
+    let idle = false
+    let empty = false
+    let belowTwo = false
+    limiter.onIdle().then(() => { idle = true })
+    limiter.onEmpty().then(() => { empty = true })
+    limiter.onSizeLessThan(2).then(() => { belowTwo = true })
+    await assert.rejects(limiter.onSizeLessThan(0), { code: 'ERR_INVALID_ARG' })
+    await sleep(100)
+    assert.deepEqual([idle, empty, belowTwo], [false, false, false])
+    held.release()
+    await Promise.all(waiting)
+    await limiter.onIdle()
+    assert.deepEqual([idle, empty, belowTwo], [true, true, true])
+    assert.equal(limiter.activeCount + limiter.pendingCount, 0)
+  } finally {
+    await limiter.close()
+  }
+})
+
+test('map() and mapIterable() run through the shared limit, results in input order', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new Limiter({ name, redis: server.url, concurrency: 2 })
+  const b = new Limiter({ name, redis: server.url, concurrency: 2 })
+  try {
+    let running = 0
+    let most = 0
+    const work = async (x, _i, signal) => {
+      assert.ok(signal instanceof AbortSignal)
+      running++
+      most = Math.max(most, running)
+      await sleep(20)
+      running--
+      return x * 10
+    }
+    const [fromA, fromB] = await Promise.all([a.map([1, 2, 3, 4, 5], work), b.map([6, 7, 8], work)])
+    assert.deepEqual(fromA, [10, 20, 30, 40, 50])
+    assert.deepEqual(fromB, [60, 70, 80])
+    assert.ok(most <= 2, `at most 2 at once across both instances, saw ${most}`)
+    const seen = []
+    for await (const v of a.mapIterable((async function* () { yield 1; yield 2; yield 3 })(), work)) seen.push(v)
+    assert.deepEqual(seen, [10, 20, 30])
+    const settled = await a.map([1, 2], async (x) => { if (x === 2) throw new Error('two'); return x }, { settle: true })
+    assert.equal(settled[0].value, 1)
+    assert.equal(settled[1].reason.message, 'two')
+  } finally {
+    await a.close()
+    await b.close()
+  }
+})
+
+test('close() resolves once running tasks finished and their permits are back in Redis', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1 })
+  const held = await hold(limiter)
+  let closed = false
+  const closing = limiter.close().then(() => { closed = true })
+  assert.equal(limiter.close(), limiter.close(), 'close() is idempotent')
+  await assert.rejects(limiter.run(() => 1), { code: 'ERR_CLOSED' })
+  await sleep(100)
+  assert.equal(closed, false)
+  held.release()
+  await closing
+  assert.equal(await admin.command('ZCARD', `bulkhead:limiter:{${name}}:h`), 0)
+  const stats = limiter.stats()
+  assert.equal(stats.completed, 1)
+  assert.equal(stats.acquired, 1)
+  assert.ok(stats.runP50 >= 50, `runP50 ${stats.runP50}`)
 })

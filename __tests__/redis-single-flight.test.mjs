@@ -170,3 +170,224 @@ test('a flight led by Node 26 is shared with a Node 22 process', {
   assert.deepEqual(b.values, a.values)
   assert.equal(Number(await admin.command('GET', `${name}:runs`)), 1)
 })
+
+// ---- The local SingleFlight's API in distributed mode ----------------------
+
+const never = () => new Promise(() => {})
+function deferred() {
+  let resolve
+  const promise = new Promise((r) => { resolve = r })
+  return { promise, resolve }
+}
+const lockKey = (name, key) => `bulkhead:flight:{${name}}:l:${key}`
+async function until(check, what) {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return
+    await sleep(10)
+  }
+  assert.fail(`timed out waiting for: ${what}`)
+}
+
+test('a distributed group is instanceof SingleFlight; unknown options get the option meant', { skip }, async () => {
+  const name = fresh()
+  const group = new SingleFlight({ name, redis: server.url })
+  try {
+    assert.ok(group instanceof SingleFlight)
+    const local = new SingleFlight()
+    const members = Object.getOwnPropertyNames(SingleFlight.prototype).filter((m) => m !== 'constructor')
+    for (const member of members) assert.ok(member in group, `has ${member}`)
+    void local
+    // wrap() (the local class's) calls the distributed do().
+    const load = group.wrap(async (id) => `user ${id}`)
+    assert.equal(await load('7'), 'user 7')
+    assert.throws(() => new SingleFlight({ name, redis: server.url, maxKey: 3 }), {
+      code: 'ERR_INVALID_ARG',
+      message: /unknown option `maxKey` in new SingleFlight\(\{ redis \}\) options: did you mean `maxKeys`\?/,
+    })
+    assert.throws(() => group.do('k', async () => 1, { signl: AbortSignal.timeout(5) }),
+      { code: 'ERR_INVALID_ARG', message: /did you mean `signal`/ })
+    assert.throws(() => group.do(1, async () => 1), { name: 'TypeError', code: 'ERR_INVALID_ARG', message: /key must be a string/ })
+    assert.throws(() => new SingleFlight({ name, redis: server.url, timeout: -1 }), { code: 'ERR_INVALID_ARG', message: /options\.timeout/ })
+    assert.throws(() => new SingleFlight({ name, redis: server.url, maxKeys: 0 }), { code: 'ERR_INVALID_ARG', message: /options\.maxKeys/ })
+  } finally {
+    group.close()
+  }
+})
+
+test('a follower whose signal fires stops waiting; the flight goes on for the others', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url })
+  const b = new SingleFlight({ name, redis: server.url })
+  try {
+    const gate = deferred()
+    let runs = 0
+    let leaderSignal
+    const led = a.do('k', (signal) => { runs++; leaderSignal = signal; return gate.promise })
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k')) === 1, 'the leader took the lock')
+    const ac = new AbortController()
+    const leaving = b.do('k', async () => { runs++; return 'b ran' }, { signal: ac.signal })
+    const staying = b.do('k', async () => { runs++; return 'b ran' })
+    await sleep(100)
+    ac.abort(new Error('client went away'))
+    await assert.rejects(leaving, (err) => err.code === 'ERR_ABORTED' && err.cause.message === 'client went away')
+    assert.equal(b.inFlight('k'), true, 'the caller without a signal still waits')
+    gate.resolve('shared value')
+    assert.equal(await led, 'shared value')
+    assert.equal(await staying, 'shared value')
+    assert.equal(runs, 1)
+    assert.equal(leaderSignal.aborted, false)
+    assert.equal(b.stats().aborts, 1)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('every caller of a follower process leaving stops its wait (no poll, no key held)', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url })
+  const b = new SingleFlight({ name, redis: server.url })
+  try {
+    const gate = deferred()
+    const led = a.do('k', () => gate.promise)
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k')) === 1, 'the leader took the lock')
+    const ac = new AbortController()
+    const follower = b.do('k', async () => 'b ran', { signal: ac.signal })
+    await sleep(100)
+    ac.abort()
+    await assert.rejects(follower, { code: 'ERR_ABORTED' })
+    assert.equal(b.inFlight('k'), false)
+    assert.equal(b.size, 0)
+    const trips = b.stats().redis.roundTrips
+    await sleep(1500) // longer than the backstop poll
+    assert.equal(b.stats().redis.roundTrips, trips, 'the left follower no longer polls')
+    gate.resolve('v')
+    assert.equal(await led, 'v')
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('the leader process\'s last caller leaving aborts fn\'s signal; another process takes over at once', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url })
+  const b = new SingleFlight({ name, redis: server.url })
+  try {
+    let leaderSignal
+    const ac = new AbortController()
+    const other = new AbortController()
+    const led = a.do('k', (signal) => { leaderSignal = signal; return never() }, { signal: ac.signal })
+    const alsoLed = a.do('k', async () => 'unused', { signal: other.signal })
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k')) === 1, 'the leader took the lock')
+    const started = performance.now()
+    const followed = b.do('k', async () => 'taken over')
+    await sleep(100)
+    ac.abort()
+    await assert.rejects(led, { code: 'ERR_ABORTED' })
+    assert.equal(leaderSignal.aborted, false, 'one caller is left: fn goes on')
+    other.abort()
+    await assert.rejects(alsoLed, { code: 'ERR_ABORTED' })
+    assert.equal(leaderSignal.aborted, true)
+    assert.equal(leaderSignal.reason.code, 'ERR_ABORTED')
+    assert.equal(leaderSignal.reason.message, 'every caller of this flight left')
+    // The leader gave the flight up in Redis: the follower leads now,
+    // without waiting for the lease (30 s) to lapse.
+    assert.equal(await followed, 'taken over')
+    assert.ok(performance.now() - started < 5000)
+    assert.equal(b.stats().takeovers, 1)
+    assert.equal(a.inFlight('k'), false)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('forget(key): the next call in any process starts a new flight; the old flight\'s followers still get its value', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url })
+  const b = new SingleFlight({ name, redis: server.url })
+  const c = new SingleFlight({ name, redis: server.url })
+  try {
+    const gate = deferred()
+    let runs = 0
+    const first = a.do('k', () => { runs++; return gate.promise })
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k')) === 1, 'the leader took the lock')
+    const follower = b.do('k', async () => { runs++; return 'b ran' })
+    await sleep(100)
+    assert.equal(a.forget('k'), true)
+    assert.equal(a.inFlight('k'), false)
+    assert.equal(b.forget('missing'), false)
+    const second = a.do('k', async () => { runs++; await sleep(200); return 'second' })
+    await sleep(50)
+    const third = c.do('k', async () => { runs++; return 'c ran' })
+    assert.equal(await second, 'second')
+    assert.equal(await third, 'second', 'a call after forget joins the new flight')
+    gate.resolve('first')
+    assert.equal(await first, 'first')
+    assert.equal(await follower, 'first', 'the old flight\'s follower got the old flight\'s value')
+    assert.equal(runs, 2)
+    await until(async () => (await admin.command('KEYS', `bulkhead:flight:{${name}}:[lz]:*`)).length === 0, 'no lock or marker left')
+  } finally {
+    a.close()
+    b.close()
+    c.close()
+  }
+})
+
+test('maxKeys bounds the keys in flight in this process (ERR_QUEUE_FULL); joining is always allowed', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const group = new SingleFlight({ name, redis: server.url, maxKeys: 2 })
+  try {
+    const gate = deferred()
+    const calls = [group.do('a', () => gate.promise), group.do('b', () => gate.promise)]
+    await assert.rejects(group.do('c', async () => 'c'), { code: 'ERR_QUEUE_FULL', message: /maxKeys: 2/ })
+    calls.push(group.do('a', async () => 'joined'))
+    assert.equal(group.size, 2)
+    gate.resolve('v')
+    assert.deepEqual(await Promise.all(calls), ['v', 'v', 'v'])
+    assert.equal(await group.do('c', async () => 'c'), 'c')
+  } finally {
+    group.close()
+  }
+})
+
+test('a flight deadline rejects this process\'s callers with ERR_TIMEOUT; a leader\'s fn is told and others take over', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url, timeout: 400 })
+  const b = new SingleFlight({ name, redis: server.url, timeout: 5000 })
+  try {
+    let leaderSignal
+    const led = a.do('k', (signal) => { leaderSignal = signal; return never() })
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k')) === 1, 'the leader took the lock')
+    const followed = b.do('k', async () => 'taken over')
+    await assert.rejects(led, { code: 'ERR_TIMEOUT', message: 'the flight for key k did not settle within 400 ms' })
+    assert.equal(leaderSignal.reason.code, 'ERR_TIMEOUT')
+    assert.equal(await followed, 'taken over')
+    assert.equal(a.stats().timeouts, 1)
+    // A follower's own deadline.
+    const gate = deferred()
+    const led2 = b.do('k2', () => gate.promise)
+    await until(async () => await admin.command('EXISTS', lockKey(name, 'k2')) === 1, 'the leader took the lock')
+    await assert.rejects(a.do('k2', async () => 'no', { timeout: 200 }), { code: 'ERR_TIMEOUT' })
+    gate.resolve('done')
+    assert.equal(await led2, 'done')
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('the flight deadline defaults to 30 s in distributed mode', { skip, timeout: 60_000 }, async () => {
+  const group = new SingleFlight({ name: fresh(), redis: server.url })
+  try {
+    let leaderSignal
+    const started = performance.now()
+    await assert.rejects(group.do('k', (signal) => { leaderSignal = signal; return never() }),
+      { code: 'ERR_TIMEOUT', message: /did not settle within 30000 ms/ })
+    assert.ok(performance.now() - started >= 29_900)
+    assert.equal(leaderSignal.aborted, true)
+  } finally {
+    group.close()
+  }
+})

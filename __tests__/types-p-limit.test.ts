@@ -48,3 +48,25 @@ limiter.concurrency = 8
 limiter.pause()
 limiter.resume()
 void [ran, p99, all, settled, consume, limiter.onIdle(), limiter.onEmpty(), limiter.onSizeLessThan(3), limiter.close()]
+
+// Distributed mode: the same class and members, with the Redis options.
+const distributed: Limiter = new Limiter({
+  name: 'api',
+  redis: { url: 'redis://127.0.0.1:6379/0', commandTimeout: 500 },
+  concurrency: 5,
+  maxPending: 100,
+  queueTimeout: 2000,
+  timeout: 5000,
+  rate: { limit: 10, interval: 1000 },
+  lease: 3000,
+  onRedisDown: 'local',
+})
+// @ts-expect-error onRedisDown is 'reject', 'local' or 'allow'
+new Limiter({ name: 'api', redis: 'redis://127.0.0.1:6379/0', concurrency: 1, onRedisDown: 'retry' })
+const distStats: LimiterStats = distributed.stats()
+const trips: number | undefined = distStats.redis?.roundTrips
+const limiterName: string | undefined = distributed.name
+distributed.pause()
+distributed.resume()
+distributed.clear()
+void [trips, limiterName, distributed.isPaused, distributed.onIdle(), distributed.close()]

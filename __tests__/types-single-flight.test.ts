@@ -36,3 +36,26 @@ async function use(): Promise<void> {
   group.size = 3
 }
 void use
+
+// Distributed mode: the same class, the Redis options, per-call signals, close().
+const flights: SingleFlight = new SingleFlight({
+  name: 'loads',
+  redis: 'redis://127.0.0.1:6379/0',
+  timeout: 5000,
+  maxKeys: 1000,
+  lease: 3000,
+  onRedisDown: 'reject',
+  serializer: { serialize: JSON.stringify, deserialize: JSON.parse },
+})
+async function useDistributed(): Promise<void> {
+  const v: number = await flights.do('k', async (signal) => (signal.aborted ? 0 : 1), { signal: AbortSignal.timeout(10) })
+  const forgot: boolean = flights.forget('k')
+  const s: SingleFlightStats = flights.stats()
+  const led: number | undefined = s.led
+  const trips: number | undefined = s.redis?.roundTrips
+  flights.close?.()
+  void [v, forgot, led, trips]
+  // @ts-expect-error onRedisDown is 'local' or 'reject'
+  new SingleFlight({ name: 'x', redis: 'redis://127.0.0.1:6379/0', onRedisDown: 'allow' })
+}
+void useDistributed

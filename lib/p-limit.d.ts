@@ -57,6 +57,8 @@ export interface LimiterOptions {
   concurrency?: number
   /**
    * Most tasks that may wait; one more is rejected at once with `ERR_QUEUE_FULL`. `Infinity` opts out.
+   * Distributed mode: this process's tasks waiting (from `run()` until granted, the acquire's
+   * round trip included), an integer from 1.
    * @default 1024
    */
   maxPending?: number
@@ -68,7 +70,11 @@ export interface LimiterOptions {
    * @default 30000
    */
   queueTimeout?: number
-  /** At most `limit` starts in any window of `interval` ms. */
+  /**
+   * At most `limit` starts in any window of `interval` ms. Distributed mode: all processes
+   * together, `interval` an integer, `limit` at most 100000 (a sliding log in Redis, one
+   * entry per start in the window).
+   */
   rate?: { limit: number; interval: number }
   /**
    * A process-wide limiter shared by every worker_thread that opens the same name (its permits,
@@ -78,8 +84,10 @@ export interface LimiterOptions {
   name?: string
   /**
    * Distributed mode: the limit (and rate) is shared through Redis by every process and
-   * thread that opens the same `name` there (docs/redis.md). Supports `name`, `concurrency`,
-   * `rate`, `timeout`, `lease` and `onRedisDown` only.
+   * thread that opens the same `name` there (docs/redis.md). Supports `name` (required),
+   * `concurrency`, `maxPending`, `timeout`, `queueTimeout`, `rate`, `lease` and
+   * `onRedisDown`; the queue bounds, pause/resume, clear and onIdle act per process, and
+   * `concurrency` cannot be changed after construction.
    */
   redis?: import('./errors').RedisOption
   /** Distributed mode: ms a permit outlives a process that died holding it (default 30000). */
@@ -115,7 +123,21 @@ export interface LimiterMapOptions {
   signal?: AbortSignal
 }
 
-/** Counters and percentiles of a limiter; times in milliseconds. */
+/** Counters of a process's connection to one Redis URL (distributed mode). */
+export interface RedisConnectionStats {
+  roundTrips: number
+  unavailable: number
+  scriptReloads: number
+  connects: number
+  redisWaitMs: number
+  renewals: number
+  lostLeases: number
+}
+
+/**
+ * Counters and percentiles of a limiter; times in milliseconds. In distributed mode they count
+ * this process's tasks (`permitsInUse`: the weight it holds), and the optional fields are set.
+ */
 export interface LimiterStats {
   active: number
   pending: number
@@ -131,16 +153,33 @@ export interface LimiterStats {
   runP50: number
   runP90: number
   runP99: number
+  /** Distributed mode: permits this process was granted. */
+  acquired?: number
+  /** Distributed mode: tasks run by the `onRedisDown: 'local'` fallback. */
+  fallbacks?: number
+  /** Distributed mode: running tasks whose permit lease was lost (`ERR_LEASE_LOST`). */
+  lostLeases?: number
+  /** Distributed mode: tasks run unlimited by `onRedisDown: 'allow'`. */
+  allowedWhileDown?: number
+  /** Distributed mode: tasks rejected with `ERR_UNAVAILABLE`. */
+  rejectedWhileDown?: number
+  /** Distributed mode: the process's connection to this Redis. */
+  redis?: RedisConnectionStats
 }
 
 /** A bounded, cancellable concurrency limiter with priorities, weights, rate limits and stats. */
 export declare class Limiter {
   constructor(options?: LimiterOptions)
+  /** The limiter's name (`undefined` for an unnamed local limiter). */
+  readonly name: string | undefined
   /** Tasks running now. */
   readonly activeCount: number
   /** Tasks waiting for permits. */
   readonly pendingCount: number
-  /** Permits; raising it starts waiting tasks. */
+  /**
+   * Permits; raising it starts waiting tasks. Distributed mode: fixed at construction
+   * (setting it throws `ERR_INVALID_ARG`: every process passes its own value to Redis).
+   */
   concurrency: number
   /** Whether `pause()` is in force. */
   readonly isPaused: boolean

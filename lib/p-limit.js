@@ -381,9 +381,13 @@ class Limiter {
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
     // Distributed mode (lib/redis-limiter.js); Redis code loads only then.
+    // RedisLimiter extends Limiter: `new Limiter({ redis })` is handed off to
+    // it, and its own construction passes here and keeps no local state (it
+    // overrides every member but map/mapIterable, which only call run()).
     if (options.redis !== undefined) {
       const { RedisLimiter } = require('./redis-limiter.js')
-      return new RedisLimiter(options, (local) => new Limiter(local))
+      if (!(this instanceof RedisLimiter)) return new RedisLimiter(options)
+      return
     }
     checkOptions(options, LIMITER_OPTIONS, 'new Limiter() options')
     const {

@@ -1,7 +1,14 @@
 'use strict'
-// `new Limiter({ name, redis, concurrency, lease, onRedisDown })`: one
-// concurrency limit shared by every process (and thread) that opens `name` on
-// the same Redis. See docs/redis.md for the model and its failure semantics.
+// `new Limiter({ name, redis, concurrency, rate, lease, onRedisDown, ... })`:
+// one concurrency limit shared by every process (and thread) that opens
+// `name` on the same Redis. See docs/redis.md for the model and its failure
+// semantics.
+//
+// RedisLimiter extends Limiter, so `instanceof Limiter` holds and the local
+// class's map()/mapIterable() (which only call `this.run()`) serve both
+// modes. Every other public member is overridden here; the local Limiter's
+// base state is left empty (its constructor returns early for this class),
+// and no local method gains a branch.
 //
 // State in Redis, every key under one hash tag `{name}` (one Cluster slot):
 //   P:h  ZSET  lease id -> expiry (Redis ms)         the permits held
@@ -17,11 +24,26 @@
 // process died) lapses, and the next script call frees it.
 const { randomUUID } = require('node:crypto')
 const { RedisClient } = require('./redis.js')
-const { BulkheadError, codes, checkOptions } = require('./errors.js')
+const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
+const { Limiter } = require('./p-limit.js')
+const { TaskSignal } = require('./task-signal.js')
 
-// What distributed mode supports; anything else (a typo, or a local-mode
-// option such as maxPending) is an ERR_INVALID_ARG naming it.
-const REDIS_LIMITER_OPTIONS = new Set(['name', 'redis', 'concurrency', 'rate', 'lease', 'timeout', 'onRedisDown'])
+// What distributed mode supports; anything else (a typo, or a local-only
+// option) is an ERR_INVALID_ARG naming it, with the option meant if close.
+const REDIS_LIMITER_OPTIONS = new Set([
+  'name', 'redis', 'concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'lease', 'onRedisDown',
+])
+const RUN_OPTIONS = new Set(['signal', 'timeout', 'queueTimeout', 'priority', 'weight'])
+
+/** Default `maxPending` (per process), as in local mode. */
+const DEFAULT_MAX_PENDING = 1024
+/** Default `queueTimeout` (ms), as in local mode. */
+const DEFAULT_QUEUE_TIMEOUT = 30_000
+/**
+ * Largest `rate.limit` in distributed mode: the sliding log keeps one sorted
+ * set member per start in the window (docs/redis.md, "Rate limit").
+ */
+const MAX_RATE_LIMIT = 100_000
 
 /** Default lease of a distributed permit (ms). */
 const DEFAULT_LEASE = 30_000
@@ -148,42 +170,152 @@ return 1
 const ON_REDIS_DOWN = new Set(['reject', 'local', 'allow'])
 
 function invalid(message) {
-  return new TypeError(message)
+  return typeError(message)
 }
 
 function errorFor(code, message, cause) {
   return new BulkheadError(code, message, cause === undefined ? undefined : { cause })
 }
 
-class RedisLimiter {
+// The local Limiter's checks, with its messages.
+function checkTimeout(value, option) {
+  if (value === Number.POSITIVE_INFINITY) return undefined
+  if (!(typeof value === 'number' && value >= 0 && value <= 2 ** 31 - 1)) {
+    throw invalid(`${option} must be a number of milliseconds from 0 to 2147483647, or Infinity`)
+  }
+  return value
+}
+
+function checkSignal(signal, option) {
+  if (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean' ||
+    typeof signal.addEventListener !== 'function') {
+    throw invalid(`${option} must be an AbortSignal`)
+  }
+}
+
+/**
+ * Wait and run times of this process's tasks: log-linear buckets of
+ * microseconds (exact below 8 us, then 8 per power of two: at most 12.5 %
+ * off), a fixed 232 counters whatever the load.
+ */
+class Histogram {
+  #counts = new Float64Array(232)
+  #total = 0
+
+  record(ms) {
+    const us = Math.min(2 ** 31 - 1, Math.max(0, Math.round(ms * 1000)))
+    let i = us
+    if (us >= 8) {
+      const e = 31 - Math.clz32(us)
+      i = (e - 2) * 8 + ((us >>> (e - 3)) & 7)
+    }
+    this.#counts[i]++
+    this.#total++
+  }
+
+  /** The `q` quantile in ms (0 when empty). */
+  quantile(q) {
+    if (this.#total === 0) return 0
+    const want = Math.max(1, Math.ceil(q * this.#total))
+    let seen = 0
+    for (let i = 0; i < this.#counts.length; i++) {
+      seen += this.#counts[i]
+      if (seen >= want) {
+        if (i < 8) return i / 1000
+        const e = Math.floor(i / 8) + 2
+        return ((8 + (i % 8)) * 2 ** (e - 3)) / 1000
+      }
+    }
+    return 0
+  }
+}
+
+// What kind of end a waiting task met (`task.stop`).
+const STOP_ABORT = 1
+const STOP_TIMEOUT = 2
+const STOP_QUEUE_TIMEOUT = 3
+const STOP_CLEAR = 4
+const STOP_CLOSE = 5
+
+/** One task of this process between run() and its permit. */
+class Waiter {
+  constructor(id, weight, priority, signal, deadline, queueDeadline, timeout, queueTimeout) {
+    this.id = id
+    this.weight = weight
+    this.priority = priority
+    this.signal = signal
+    this.deadline = deadline
+    this.queueDeadline = queueDeadline
+    this.timeout = timeout
+    this.queueTimeout = queueTimeout
+    this.member = '' // its entry in the Redis queue, once it has one
+    this.stop = 0 // why it stopped waiting (STOP_*), 0 while it waits
+    this.counted = true // in pendingCount
+    this.wake = undefined // ends the current sleep
+    this.resolve = undefined
+    this.reject = undefined
+    this.since = performance.now()
+  }
+}
+
+/**
+ * The distributed Limiter: what `new Limiter({ redis, ... })` returns. See
+ * docs/redis.md. Per process: `maxPending`, `queueTimeout`, `pause()`,
+ * `clear()`, `onIdle()` and the counts concern this process's tasks; the
+ * permits, the queue order and the rate are shared through Redis.
+ */
+class RedisLimiter extends Limiter {
   #client
   #name
+  #label
   #keys
   #concurrency
+  #maxPending
   #lease
   #timeout
+  #queueTimeout
   #onRedisDown
   #channel
   #token = randomUUID()
   #seq = 0
   #ids = { acquire: 0, release: 0, leave: 0, renew: 0 }
-  #waiters = new Map() // member -> wake()
+  #waiting = new Set() // Waiter
+  #wakeups = new Map() // Redis queue member -> wake()
   #subscription = undefined
   #active = 0
+  #held = 0 // weight of this process's permits not yet given back
   #pending = 0
+  #paused = false
   #closed = false
+  #closing = undefined
+  #closedResolve = undefined
+  #busy = 0 // acquire loops, releases and leaves still talking to Redis
+  #clientClosed = false
+  #lastRedisStats = undefined // the connection's counters when it was let go
   #redisOffset = undefined // Redis ms - performance.now(), from the last reply
   #local = undefined
   #rate = undefined
-  #makeLocal
-  #stats = { acquired: 0, fallbacks: 0, lostLeases: 0, allowedWhileDown: 0, rejectedWhileDown: 0 }
+  #rateOnly = false
+  #idleWaiters = []
+  #wait = new Histogram()
+  #run = new Histogram()
+  #stats = {
+    acquired: 0, completed: 0, rejected: 0, timedOut: 0, aborted: 0, queueFull: 0,
+    fallbacks: 0, lostLeases: 0, allowedWhileDown: 0, rejectedWhileDown: 0,
+  }
 
-  constructor(options, makeLocal) {
+  /** @param {object} options see `LimiterOptions` (lib/p-limit.d.ts) and docs/redis.md */
+  constructor(options) {
+    super(options)
     checkOptions(options, REDIS_LIMITER_OPTIONS, 'new Limiter({ redis }) options')
-    const { name, redis, concurrency, lease = DEFAULT_LEASE, timeout, onRedisDown = 'reject' } = options
+    const {
+      name, redis, concurrency, lease = DEFAULT_LEASE, timeout, onRedisDown = 'reject',
+      maxPending = DEFAULT_MAX_PENDING, queueTimeout = DEFAULT_QUEUE_TIMEOUT,
+    } = options
     if (typeof name !== 'string' || name === '') {
       throw invalid('options.name must be a non-empty string (required with options.redis)')
     }
+    this.#rateOnly = concurrency === undefined && options.rate !== undefined
     const limit = concurrency ?? (options.rate !== undefined ? 2 ** 31 : undefined)
     if (!(Number.isInteger(limit) && limit >= 1 && limit <= 2 ** 31)) {
       throw invalid('options.concurrency must be an integer from 1 and up (required with options.redis unless options.rate is given)')
@@ -191,8 +323,8 @@ class RedisLimiter {
     if (options.rate !== undefined) {
       const rate = options.rate
       if (rate === null || typeof rate !== 'object') throw invalid('options.rate must be { limit, interval }')
-      if (!(Number.isInteger(rate.limit) && rate.limit >= 1 && rate.limit <= 2 ** 31)) {
-        throw invalid('options.rate.limit must be an integer from 1 and up')
+      if (!(Number.isInteger(rate.limit) && rate.limit >= 1 && rate.limit <= MAX_RATE_LIMIT)) {
+        throw invalid(`options.rate.limit must be an integer from 1 to ${MAX_RATE_LIMIT} with options.redis (the sliding log in Redis holds one entry per start in the window)`)
       }
       if (!(Number.isInteger(rate.interval) && rate.interval >= 1)) {
         throw invalid('options.rate.interval must be a positive integer number of milliseconds with options.redis')
@@ -202,9 +334,12 @@ class RedisLimiter {
     if (!ON_REDIS_DOWN.has(onRedisDown)) {
       throw invalid("options.onRedisDown must be 'reject', 'local' or 'allow'")
     }
-    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
-      throw invalid('options.timeout must be a positive finite number of milliseconds')
+    if (maxPending !== Number.POSITIVE_INFINITY && !(Number.isInteger(maxPending) && maxPending >= 1)) {
+      throw invalid('options.maxPending must be an integer from 1 and up, or Infinity, with options.redis ' +
+        '(a task waits at least one Redis round trip; for fail-fast use queueTimeout: 0)')
     }
+    this.#timeout = timeout === undefined ? undefined : checkTimeout(timeout, 'options.timeout')
+    this.#queueTimeout = checkTimeout(queueTimeout, 'options.queueTimeout')
     this.#client = new RedisClient(redis)
     const { commandTimeout, keyPrefix } = this.#client.options
     if (!(typeof lease === 'number' && Number.isFinite(lease) && lease >= 3 * commandTimeout)) {
@@ -212,11 +347,11 @@ class RedisLimiter {
       throw invalid(`options.lease must be a number of milliseconds of at least 3 x commandTimeout (${3 * commandTimeout})`)
     }
     this.#name = name
+    this.#label = `Limiter "${name}" (redis)`
     this.#concurrency = limit
+    this.#maxPending = maxPending
     this.#lease = lease
-    this.#timeout = timeout
     this.#onRedisDown = onRedisDown
-    this.#makeLocal = makeLocal
     const p = `${keyPrefix}limiter:{${name}}`
     this.#keys = [`${p}:h`, `${p}:w`, `${p}:q`, `${p}:m`, `${p}:s`, `${p}:r`]
     this.#channel = `${p}:wake:${this.#token}`
@@ -226,9 +361,26 @@ class RedisLimiter {
     this.#ids.renew = this.#client.script(RENEW)
   }
 
-  get concurrency() { return this.#concurrency }
+  /** The shared limiter's name. */
+  get name() { return this.#name }
+  /** This process's tasks running now. */
   get activeCount() { return this.#active }
+  /** This process's tasks waiting for a permit (from run() until granted). */
   get pendingCount() { return this.#pending }
+  /** Whether `pause()` is in force in this process. */
+  get isPaused() { return this.#paused }
+  /** No native task slots in distributed mode (0). */
+  get nativeSlots() { return 0 }
+
+  /** The shared permits (fixed: every process passes its own to the scripts). */
+  get concurrency() { return this.#concurrency }
+
+  set concurrency(_value) {
+    // Each process passes its concurrency to every script call; changing it
+    // in one process would make the limit depend on who asks.
+    throw invalid(`${this.#label}: concurrency cannot be changed in distributed mode ` +
+      '(every process passes its own to Redis; create the Limiter with the new value everywhere)')
+  }
 
   #notAfter() {
     if (this.#redisOffset === undefined) return 0
@@ -244,56 +396,233 @@ class RedisLimiter {
     this.#subscription = this.#client.subscribe(this.#channel, (member) => {
       if (member === null) {
         // The subscriber reconnected: wake-ups may be lost; everyone re-checks.
-        for (const wake of this.#waiters.values()) wake()
+        for (const wake of this.#wakeups.values()) wake()
       } else {
-        this.#waiters.get(member)?.()
+        this.#wakeups.get(member)?.()
       }
     })
   }
 
-  async run(fn, options = {}) {
+  /**
+   * Runs `fn(signal)` once it holds `weight` of the shared permits; settles
+   * as `fn` does, or with ERR_QUEUE_FULL / ERR_TIMEOUT / ERR_ABORTED /
+   * ERR_CLOSED / ERR_UNAVAILABLE / ERR_LEASE_LOST.
+   */
+  async run(fn, options) {
     if (typeof fn !== 'function') throw invalid('fn must be a function')
     if (this.#closed) throw errorFor(codes.CLOSED, 'the limiter is closed')
-    if (options === null || typeof options !== 'object') throw invalid('options must be an object')
-    const { signal, priority = 0, weight = 1 } = options
-    const timeout = options.timeout ?? this.#timeout
+    let signal
+    let timeout = this.#timeout
+    let queueTimeout = this.#queueTimeout
+    let priority = 0
+    let weight = 1
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw invalid('options must be an object')
+      checkOptions(options, RUN_OPTIONS, 'limiter.run() options')
+      if (options.signal !== undefined) {
+        checkSignal(options.signal, 'options.signal')
+        signal = options.signal
+      }
+      if (options.timeout !== undefined) timeout = checkTimeout(options.timeout, 'options.timeout')
+      if (options.queueTimeout !== undefined) queueTimeout = checkTimeout(options.queueTimeout, 'options.queueTimeout')
+      if (options.priority !== undefined) priority = options.priority
+      if (options.weight !== undefined) weight = options.weight
+    }
     if (!(Number.isInteger(priority) && priority >= -(2 ** 31) && priority < 2 ** 31)) {
       throw invalid('options.priority must be a 32-bit integer')
     }
     if (!(Number.isInteger(weight) && weight >= 1 && weight <= this.#concurrency)) {
       throw invalid(`options.weight must be an integer from 1 to the concurrency (${this.#concurrency})`)
     }
-    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
-      throw invalid('options.timeout must be a positive finite number of milliseconds')
+    if (signal?.aborted) {
+      this.#stats.aborted++
+      throw errorFor(codes.ABORTED, 'the task was aborted', signal.reason)
     }
-    if (signal?.aborted) throw errorFor(codes.ABORTED, 'the task was aborted', signal.reason)
-    const deadline = timeout === undefined ? Number.POSITIVE_INFINITY : performance.now() + timeout
-    const id = `${this.#token}:${++this.#seq}`
+    if (this.#pending >= this.#maxPending) {
+      this.#stats.queueFull++
+      throw errorFor(codes.QUEUE_FULL, `${this.#label}: the queue is full (maxPending: ${this.#maxPending} in this process)`)
+    }
+    const now = performance.now()
+    const deadline = timeout === undefined ? Number.POSITIVE_INFINITY : now + timeout
+    const queueDeadline = queueTimeout === undefined ? Number.POSITIVE_INFINITY : now + queueTimeout
+    const task = new Waiter(`${this.#token}:${++this.#seq}`, weight, priority, signal, deadline, queueDeadline,
+      timeout, queueTimeout)
     this.#pending++
-    let granted
+    this.#waiting.add(task)
+    const onAbort = () => this.#stopTask(task, STOP_ABORT)
+    signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      granted = await this.#acquire(id, weight, priority, signal, deadline, timeout)
+      await new Promise((resolve, reject) => {
+        task.resolve = resolve
+        task.reject = reject
+        this.#busy++
+        this.#acquire(task).then(() => {
+          // Granted: from here a stop no longer rejects the caller (the
+          // running task's own signal handling takes over).
+          task.reject = undefined
+          resolve()
+        }, reject).finally(() => {
+          this.#busy--
+          if (this.#closed) this.#closeClient()
+        })
+      })
     } catch (err) {
       if (err?.code !== codes.UNAVAILABLE) throw err
-      this.#cleanUp(id)
+      this.#cleanUp(task.id)
       return this.#whenDown(err, fn, options)
     } finally {
-      this.#pending--
+      signal?.removeEventListener('abort', onAbort)
+      this.#unpend(task)
+      task.resolve = task.reject = task.wake = task.signal = undefined
     }
-    if (!granted) throw errorFor(codes.INTERNAL, 'unreachable')
-    return this.#runHolding(id, fn, signal, deadline, timeout)
+    this.#wait.record(performance.now() - task.since)
+    return this.#runHolding(task.id, weight, fn, signal, deadline, timeout)
+  }
+
+  // Ends a task's wait: its caller is rejected at once; its acquire loop
+  // (which may be in a round trip) leaves the Redis queue or gives back a
+  // permit granted too late.
+  #stopTask(task, why) {
+    if (task.stop !== 0 || task.reject === undefined) return
+    task.stop = why
+    let error
+    if (why === STOP_ABORT) {
+      this.#stats.aborted++
+      error = errorFor(codes.ABORTED, 'the task was aborted', task.signal.reason)
+    } else if (why === STOP_TIMEOUT) {
+      this.#stats.timedOut++
+      error = errorFor(codes.TIMEOUT, `${this.#label}: the task timed out after ${task.timeout} ms`)
+    } else if (why === STOP_QUEUE_TIMEOUT) {
+      this.#stats.timedOut++
+      error = errorFor(codes.TIMEOUT,
+        `${this.#label}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`)
+    } else if (why === STOP_CLEAR) {
+      this.#stats.aborted++
+      error = errorFor(codes.ABORTED, 'the task was cleared from the queue')
+    } else {
+      error = errorFor(codes.CLOSED, 'the limiter is closed')
+    }
+    task.reject(error)
+    this.#unpend(task) // at once, as in local mode
+    task.wake?.()
+  }
+
+  #unpend(task) {
+    if (!task.counted) return
+    task.counted = false
+    this.#waiting.delete(task)
+    this.#pending--
+    this.#notify()
+  }
+
+  // Stops the task if a deadline passed; returns whether it is stopped.
+  #expired(task) {
+    if (task.stop !== 0) return true
+    const now = performance.now()
+    if (now >= task.queueDeadline && task.queueDeadline < task.deadline) this.#stopTask(task, STOP_QUEUE_TIMEOUT)
+    else if (now >= task.deadline) this.#stopTask(task, STOP_TIMEOUT)
+    return task.stop !== 0
+  }
+
+  // The task's wait: acquire in Redis (queueing there), sleep until woken,
+  // acquire again; leave the Redis queue while paused or once stopped.
+  // Resolves when the permit is this task's; rejects with ERR_UNAVAILABLE.
+  async #acquire(task) {
+    for (;;) {
+      if (this.#expired(task) || this.#paused) {
+        if (task.member !== '') {
+          this.#leave(task.member)
+          task.member = ''
+        }
+        if (task.stop !== 0) return
+        // Paused: wait here, out of the Redis queue (where this process's
+        // waiter at the head would hold up every other process), until
+        // resume(), a stop or a deadline.
+        await this.#sleep(task, Math.min(task.deadline, task.queueDeadline) - performance.now())
+        continue
+      }
+      const reply = await this.#client.eval(this.#ids.acquire, this.#keys, [
+        task.member, task.id, task.weight, this.#concurrency, this.#lease, task.priority, this.#channel,
+        this.#lease, this.#notAfter(), this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
+      ])
+      this.#seen(reply[1])
+      if (reply[0] === 1) {
+        // Granted (the script took the member out of the queue).
+        task.member = ''
+        if (task.stop === 0 && !this.#paused) {
+          this.#held += task.weight
+          return
+        }
+        // Stopped or paused meanwhile: the permit goes back.
+        this.#release(task.id)
+        continue
+      }
+      if (reply[0] === -1) {
+        throw errorFor(codes.UNAVAILABLE, 'redis unavailable: the acquire ran after its deadline')
+      }
+      task.member = reply[2]
+      if (this.#expired(task) || this.#paused) continue
+      const retryMs = reply[3]
+      const poll = retryMs > 0 ? retryMs : Math.min(MAX_POLL, this.#lease / 3)
+      await this.#sleep(task, Math.min(poll, Math.min(task.deadline, task.queueDeadline) - performance.now()))
+    }
+  }
+
+  // Until a wake-up (a message for its member, resume(), a stop) or `ms`.
+  #sleep(task, ms) {
+    if (task.member !== '') this.#subscribe()
+    return new Promise((resolve) => {
+      let timer
+      const member = task.member
+      const wake = () => {
+        if (task.wake !== wake) return
+        task.wake = undefined
+        clearTimeout(timer)
+        if (member !== '') this.#wakeups.delete(member)
+        resolve()
+      }
+      task.wake = wake
+      if (member !== '') this.#wakeups.set(member, wake)
+      // A deadline wait keeps the process alive, as local mode's does.
+      if (ms !== Number.POSITIVE_INFINITY) timer = setTimeout(wake, Math.max(0, Math.min(2 ** 31 - 1, ms)))
+    })
+  }
+
+  // Leave the queue in Redis (best effort: a waiter we fail to remove lapses
+  // after one lease, since we stop refreshing it).
+  #leave(member) {
+    this.#busy++
+    this.#client.eval(this.#ids.leave, this.#keys, [member, this.#concurrency]).catch(() => {})
+      .finally(() => this.#settled())
+  }
+
+  #release(id) {
+    this.#busy++
+    this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).catch(() => {})
+      .finally(() => this.#settled())
+  }
+
+  #settled() {
+    this.#busy--
+    if (this.#closed) this.#closeClient()
   }
 
   async #whenDown(err, fn, options) {
     switch (this.#onRedisDown) {
       case 'allow':
         this.#stats.allowedWhileDown++
-        return fn(options.signal)
+        return fn(options?.signal ?? new TaskSignal())
       case 'local':
         this.#stats.fallbacks++
         // Sized as this instance's own concurrency: N processes may then run
         // up to N x concurrency between them while Redis is away.
-        this.#local ??= this.#makeLocal({ concurrency: this.#concurrency, timeout: this.#timeout, rate: this.#rate })
+        this.#local ??= new Limiter({
+          concurrency: this.#concurrency,
+          timeout: this.#timeout,
+          rate: this.#rate,
+          maxPending: this.#maxPending,
+          queueTimeout: this.#queueTimeout ?? Number.POSITIVE_INFINITY,
+        })
         return this.#local.run(fn, options)
       default:
         this.#stats.rejectedWhileDown++
@@ -301,66 +630,10 @@ class RedisLimiter {
     }
   }
 
-  async #acquire(id, weight, priority, signal, deadline, timeout) {
-    let member = ''
-    for (;;) {
-      const reply = await this.#client.eval(this.#ids.acquire, this.#keys, [
-        member, id, weight, this.#concurrency, this.#lease, priority, this.#channel,
-        this.#lease, this.#notAfter(), this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
-      ])
-      this.#seen(reply[1])
-      if (reply[0] === 1) return true
-      if (reply[0] === -1) {
-        throw errorFor(codes.UNAVAILABLE, 'redis unavailable: the acquire ran after its deadline')
-      }
-      member = reply[2]
-      const outcome = await this.#wait(member, signal, deadline, reply[3])
-      if (outcome !== 'wake') {
-        // Leave the queue in Redis (best effort: a waiter we fail to remove
-        // lapses after one lease, since we stop refreshing it).
-        this.#releasing++
-        this.#client.eval(this.#ids.leave, this.#keys, [member, this.#concurrency]).catch(() => {})
-          .finally(() => {
-            this.#releasing--
-            if (this.#closed) this.#closeClient()
-          })
-        if (outcome === 'timeout') {
-          throw errorFor(codes.TIMEOUT, `the task timed out after ${timeout} ms`)
-        }
-        if (outcome === 'closed') throw errorFor(codes.CLOSED, 'the limiter is closed')
-        throw errorFor(codes.ABORTED, 'the task was aborted', signal.reason)
-      }
-    }
-  }
-
-  // Waits for a wake-up, the backstop poll, the deadline, an abort or close.
-  // `retryMs` > 0: the rate limit allows a start then (no message will come).
-  #wait(member, signal, deadline, retryMs) {
-    this.#subscribe()
-    return new Promise((resolve) => {
-      const poll = retryMs > 0 ? retryMs : Math.min(MAX_POLL, this.#lease / 3)
-      const wait = Math.max(0, Math.min(poll, deadline - performance.now()))
-      const onAbort = () => done('abort')
-      const close = () => done('closed')
-      const done = (outcome) => {
-        clearTimeout(timer)
-        this.#waiters.delete(member)
-        this.#closers.delete(close)
-        signal?.removeEventListener('abort', onAbort)
-        resolve(outcome)
-      }
-      const timer = setTimeout(() => done(performance.now() >= deadline ? 'timeout' : 'wake'), wait)
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.#waiters.set(member, () => done('wake'))
-      this.#closers.add(close)
-    })
-  }
-
-  #closers = new Set()
-
-  async #runHolding(id, fn, signal, deadline, timeout) {
+  async #runHolding(id, weight, fn, signal, deadline, timeout) {
     this.#active++
     this.#stats.acquired++
+    const started = performance.now()
     const controller = new AbortController()
     let settleEarly
     const early = new Promise((resolve, reject) => { settleEarly = reject })
@@ -370,36 +643,42 @@ class RedisLimiter {
       controller.abort(error)
       settleEarly(error)
     }
-    const onAbort = () => abort(errorFor(codes.ABORTED, 'the task was aborted', signal.reason))
+    const onAbort = () => {
+      this.#stats.aborted++
+      abort(errorFor(codes.ABORTED, 'the task was aborted', signal.reason))
+    }
     signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort() // between the grant and here
     let timer
     if (deadline !== Number.POSITIVE_INFINITY) {
-      timer = setTimeout(() => abort(errorFor(codes.TIMEOUT, `the task timed out after ${timeout} ms`)),
-        Math.max(0, deadline - performance.now()))
+      timer = setTimeout(() => {
+        this.#stats.timedOut++
+        abort(errorFor(codes.TIMEOUT, `${this.#label}: the task timed out after ${timeout} ms`))
+      }, Math.max(0, deadline - performance.now()))
     }
     const renewal = this.#client.startRenewal(this.#ids.renew, this.#keys.slice(0, 2),
       [id, this.#lease], this.#lease / 3, this.#lease, () => {
         this.#stats.lostLeases++
-        abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (limiter '${this.#name}')`))
+        abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#label})`))
       })
     const work = (async () => fn(controller.signal))()
+    this.#busy++
+    // The permit is held until fn settles (an aborted fn may still be using
+    // the upstream), then given back.
+    work.then(() => this.#stats.completed++, () => this.#stats.rejected++).finally(() => {
+      this.#run.record(performance.now() - started)
+      this.#client.stopRenewal(renewal)
+      this.#active--
+      this.#held -= weight
+      this.#notify()
+      this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).catch(() => {})
+        .finally(() => this.#settled())
+    })
     try {
       return await Promise.race([work, early])
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
-      // The permit is held until fn settles (an aborted fn may still be
-      // using the upstream), then given back.
-      work.catch(() => {}).finally(() => {
-        this.#client.stopRenewal(renewal)
-        this.#releasing++
-        this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).catch(() => {})
-          .finally(() => {
-            this.#releasing--
-            this.#active--
-            if (this.#closed) this.#closeClient()
-          })
-      })
     }
   }
 
@@ -421,37 +700,132 @@ class RedisLimiter {
     setTimeout(attempt, 0).unref()
   }
 
-  stats() {
-    return {
-      active: this.#active,
-      pending: this.#pending,
-      ...this.#stats,
-      redis: this.#client.stats(),
-    }
+  /**
+   * This process stops starting tasks: its waiters leave the Redis queue
+   * (so they hold up no other process) and wait here; running tasks go on.
+   */
+  pause() {
+    this.#paused = true
+    for (const task of this.#waiting) task.wake?.()
   }
 
+  /** This process starts tasks again: its waiters rejoin the Redis queue (at its back, by priority). */
+  resume() {
+    if (!this.#paused) return
+    this.#paused = false
+    for (const task of this.#waiting) task.wake?.()
+  }
+
+  /** Rejects this process's waiting tasks with ERR_ABORTED; they leave the Redis queue. Running tasks go on. */
+  clear() {
+    for (const task of [...this.#waiting]) this.#stopTask(task, STOP_CLEAR)
+  }
+
+  /**
+   * Refuses new tasks (ERR_CLOSED), rejects this process's waiters with
+   * ERR_CLOSED (they leave the Redis queue); resolves once its running
+   * tasks finished, their permits are back and the connection is let go.
+   */
   close() {
-    if (this.#closed) return
+    if (this.#closing !== undefined) return this.#closing
     this.#closed = true
-    for (const close of this.#closers) close()
-    this.#closers.clear()
+    this.#closing = new Promise((resolve) => { this.#closedResolve = resolve })
+    for (const task of [...this.#waiting]) this.#stopTask(task, STOP_CLOSE)
     if (this.#subscription !== undefined) this.#client.unsubscribe(this.#channel, this.#subscription)
-    this.#local?.close?.()
-    // After the closed waiters have sent their leave (a few microtasks on).
+    const local = this.#local?.close()
+    // After the stopped waiters have sent their leave (a few microtasks on).
     setImmediate(() => this.#closeClient())
+    return local === undefined ? this.#closing : Promise.all([this.#closing, local]).then(() => {})
   }
 
   // Lets go of Redis once the permits of tasks still running are given back.
   #closeClient() {
-    if (this.#active === 0 && this.#releasing === 0 && !this.#clientClosed) {
+    if (this.#active === 0 && this.#busy === 0 && !this.#clientClosed) {
       this.#clientClosed = true
+      this.#lastRedisStats = this.#client.stats()
       this.#client.close()
+      this.#closedResolve()
     }
   }
 
-  #clientClosed = false
+  /** Resolves when this process's tasks all finished and none waits. */
+  onIdle() { return this.#when(() => this.#active === 0 && this.#pending === 0) }
 
-  #releasing = 0
+  /** Resolves when none of this process's tasks waits. */
+  onEmpty() { return this.#when(() => this.#pending === 0) }
+
+  /** Resolves when fewer than `limit` of this process's tasks wait. */
+  onSizeLessThan(limit) {
+    if (typeof limit !== 'number' || !(limit > 0)) {
+      return Promise.reject(invalid('limit must be a positive number'))
+    }
+    return this.#when(() => this.#pending < limit)
+  }
+
+  #when(ready) {
+    if (ready()) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push({ ready, resolve }))
+  }
+
+  #notify() {
+    if (this.#idleWaiters.length === 0) return
+    const kept = []
+    for (const waiter of this.#idleWaiters) {
+      if (waiter.ready()) waiter.resolve()
+      else kept.push(waiter)
+    }
+    this.#idleWaiters = kept
+  }
+
+  // map()/mapIterable() are the local Limiter's (they call this.run()); by
+  // default as many items in flight as the shared concurrency, at most
+  // maxPending (more would only be refused with ERR_QUEUE_FULL), 16 with
+  // only a rate.
+  #mapOptions(options) {
+    if (options === null || typeof options !== 'object' || options.concurrency !== undefined) return options
+    const concurrency = Math.min(this.#rateOnly ? 16 : this.#concurrency, this.#maxPending)
+    return { ...options, concurrency }
+  }
+
+  /** See Limiter#map: `fn(item, index, signal)` over `source` through run(), results in order. */
+  map(source, fn, options = {}) {
+    return super.map(source, fn, this.#mapOptions(options))
+  }
+
+  /** See Limiter#mapIterable. */
+  mapIterable(source, fn, options = {}) {
+    return super.mapIterable(source, fn, this.#mapOptions(options))
+  }
+
+  /**
+   * This process's counters and wait/run percentiles (ms), the local
+   * Limiter's fields (`permitsInUse`: the weight this process holds) plus
+   * distributed ones and `redis` (the connection's counters).
+   */
+  stats() {
+    return {
+      active: this.#active,
+      pending: this.#pending,
+      permitsInUse: this.#held,
+      completed: this.#stats.completed,
+      rejected: this.#stats.rejected,
+      timedOut: this.#stats.timedOut,
+      aborted: this.#stats.aborted,
+      queueFull: this.#stats.queueFull,
+      waitP50: this.#wait.quantile(0.5),
+      waitP90: this.#wait.quantile(0.9),
+      waitP99: this.#wait.quantile(0.99),
+      runP50: this.#run.quantile(0.5),
+      runP90: this.#run.quantile(0.9),
+      runP99: this.#run.quantile(0.99),
+      acquired: this.#stats.acquired,
+      fallbacks: this.#stats.fallbacks,
+      lostLeases: this.#stats.lostLeases,
+      allowedWhileDown: this.#stats.allowedWhileDown,
+      rejectedWhileDown: this.#stats.rejectedWhileDown,
+      redis: this.#lastRedisStats ?? this.#client.stats(),
+    }
+  }
 }
 
-module.exports = { RedisLimiter, DEFAULT_LEASE }
+module.exports = { RedisLimiter, DEFAULT_LEASE, MAX_RATE_LIMIT }

@@ -1,5 +1,5 @@
 'use strict'
-// `new SingleFlight({ name, redis, timeout, lease, onRedisDown, serializer })`:
+// `new SingleFlight({ name, redis, timeout, maxKeys, lease, onRedisDown, serializer })`:
 // concurrent `do(key, fn)` calls for one key in any process share one run of
 // `fn`. At-least-once, not exactly-once: see docs/redis.md.
 //
@@ -9,15 +9,32 @@
 //   P:v:<token>  the outcome of flight <token>, kept RESULT_TTL ms for the
 //                flight's followers only (keyed by flight, never served to
 //                a later flight of the key)
-//   P:done       pub/sub channel: "<token>\n<outcome>" when a flight settles
+//   P:z:<token>  a forgotten flight still running (forget(key) moved its
+//                lock here, lease and all): its followers keep waiting
+//   P:done       pub/sub channel: "<token>\n<outcome>" when a flight settles,
+//                "<token>\n" when its leader gave it up (take over)
 // Within one process, callers of a key join one local promise first, so a
-// process makes one Redis call per key per flight, not one per caller.
+// process makes one Redis call per key per flight, not one per caller. A
+// caller with a signal can leave; when this process's last caller leaves (or
+// its deadline passes), a follower stops waiting and a leader aborts fn's
+// signal and gives the flight up, so other processes' callers take over.
+//
+// RedisSingleFlight extends SingleFlight (so `instanceof` holds and the
+// local wrap() serves both modes); the local base state stays empty.
 const { randomUUID } = require('node:crypto')
 const { RedisClient } = require('./redis.js')
-const { BulkheadError, codes, checkOptions } = require('./errors.js')
+const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
+const { SingleFlight } = require('./single-flight.js')
+const { TaskSignal } = require('./task-signal.js')
 
 // What distributed mode supports; anything else is an ERR_INVALID_ARG naming it.
-const REDIS_FLIGHT_OPTIONS = new Set(['name', 'redis', 'timeout', 'lease', 'onRedisDown', 'serializer'])
+const REDIS_FLIGHT_OPTIONS = new Set(['name', 'redis', 'timeout', 'maxKeys', 'lease', 'onRedisDown', 'serializer'])
+const CALL_OPTIONS = new Set(['signal', 'timeout'])
+
+/** Default flight deadline in this process (ms), as in local mode. */
+const DEFAULT_TIMEOUT = 30_000
+/** Default `maxKeys` (per process), as in local mode. */
+const DEFAULT_MAX_KEYS = 10_000
 
 const DEFAULT_LEASE = 30_000
 const MAX_POLL = 1_000
@@ -29,17 +46,20 @@ const JOIN = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
 return {0, redis.call('GET', KEYS[1]) or ''}
 `
-// KEYS: lock, value of token. ARGV: token. {2, outcome} done, {0} running,
-// {1} the leader is gone without an outcome (take over).
+// KEYS: lock, value of token, forgotten marker of token. ARGV: token.
+// {2, outcome} done, {0} running, {1} the leader is gone without an outcome
+// (take over).
 const CHECK = `
 local v = redis.call('GET', KEYS[2])
 if v then return {2, v} end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return {0} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {0} end
 return {1}
 `
-// KEYS: lock, value of token. ARGV: token, outcome, ttl, channel.
+// KEYS: lock, value of token, forgotten marker. ARGV: token, outcome, ttl, channel.
 const SETTLE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[1] .. '\\n' .. ARGV[2])
 return 1
@@ -49,10 +69,40 @@ const UNLOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `
-// KEYS: lock. ARGV: token, lease. 0 = lost.
+// KEYS: lock, forgotten marker. ARGV: token, channel. The leader gives the
+// flight up without an outcome (its callers all left, or its deadline
+// passed): the lock goes, and followers, told by an empty outcome, re-check
+// and take over.
+const ABANDON = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[1] .. '\\n')
+return 1
+`
+// KEYS: lock, forgotten marker. ARGV: token, lease. 0 = lost.
 const RENEW = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+`
+// KEYS: lock. ARGV: prefix of forgotten markers. forget(key): the key's
+// running flight (if any) moves from the lock to a marker named by its token
+// (same hash tag, so the same Cluster slot; the name is known only here),
+// with the lock's remaining lease. The next do() takes the lock and starts a
+// new flight; the old flight's followers still wait for its outcome.
+const FORGET = `
+local t = redis.call('GET', KEYS[1])
+if not t then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 1 then ttl = 1 end
+redis.call('SET', ARGV[1] .. t, '1', 'PX', ttl)
+redis.call('DEL', KEYS[1])
 return 1
 `
 
@@ -76,47 +126,106 @@ function decodeOutcome(serializer, text) {
   return { ok: false, value: err }
 }
 
-class RedisSingleFlight {
+
+function checkTimeout(value, name) {
+  if (value === Number.POSITIVE_INFINITY) return value
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw typeError(`${name} must be a positive number of milliseconds or Infinity`)
+  }
+  return value
+}
+
+function checkKey(key) {
+  if (typeof key !== 'string') {
+    throw typeError(`key must be a string with options.redis, got ${key === null ? 'null' : typeof key}`)
+  }
+}
+
+function aborted(signal) {
+  return new BulkheadError(codes.ABORTED, 'the call was aborted', { cause: signal.reason })
+}
+
+// A follower's wait ended because this process no longer wants the outcome.
+const STOPPED = Symbol('stopped')
+
+/** This process's call for one key: its local callers share it. */
+class Entry {
+  constructor(key, timeout) {
+    this.key = key
+    this.timeout = timeout
+    this.calls = 1 // callers that joined it in this process
+    this.waiting = 0 // callers with a signal still waiting
+    this.steady = 0 // callers without a signal (they cannot leave)
+    this.done = false // ended: settled, timed out, or every caller left
+    this.mapped = true // still what do(key) joins (not forgotten)
+    this.outcome = undefined // Promise<{ ok, value, shared }>, never rejects
+    this.settle = undefined
+    this.timer = undefined
+    this.controller = undefined // fn's signal when this process runs fn
+    this.leading = undefined // { lock, token, renewal } while it leads in Redis
+    this.wake = undefined // ends a follower's wait
+  }
+}
+
+/**
+ * The distributed SingleFlight: what `new SingleFlight({ redis, ... })`
+ * returns. See docs/redis.md. It extends SingleFlight, so `instanceof`
+ * holds and the local `wrap()` (which only calls `do()`) serves both modes.
+ */
+class RedisSingleFlight extends SingleFlight {
   #client
   #prefix
   #channel
   #lease
   #timeout
+  #maxKeys
   #onRedisDown
   #serializer
   #ids
-  #local = new Map() // key -> promise of the process's call for the key
+  #local = new Map() // key -> Entry
+  #live = 0 // entries not yet ended (forgotten ones too)
+  #forgets = new Map() // key -> promise of its FORGET in Redis
   #followers = new Map() // token -> Set(wake(outcomeText|null))
   #subscription = undefined
   #closed = false
-  #stats = { flights: 0, led: 0, followed: 0, joinedLocally: 0, takeovers: 0, fallbacks: 0, timeouts: 0 }
+  #lastRedisStats = undefined // the connection's counters when it was let go
+  #stats = {
+    flights: 0, calls: 0, shared: 0, timeouts: 0, aborts: 0, errors: 0,
+    led: 0, followed: 0, joinedLocally: 0, takeovers: 0, fallbacks: 0,
+  }
 
+  /** @param {object} options see `SingleFlightOptions` (lib/single-flight.d.ts) and docs/redis.md */
   constructor(options) {
+    super(options)
     checkOptions(options, REDIS_FLIGHT_OPTIONS, 'new SingleFlight({ redis }) options')
-    const { name, redis, timeout, lease = DEFAULT_LEASE, onRedisDown = 'local', serializer = JSON_SERIALIZER } = options
+    const {
+      name, redis, timeout = DEFAULT_TIMEOUT, maxKeys = DEFAULT_MAX_KEYS, lease = DEFAULT_LEASE,
+      onRedisDown = 'local', serializer = JSON_SERIALIZER,
+    } = options
     if (typeof name !== 'string' || name === '') {
-      throw new TypeError('options.name must be a non-empty string (required with options.redis)')
+      throw typeError('options.name must be a non-empty string (required with options.redis)')
     }
     if (onRedisDown !== 'local' && onRedisDown !== 'reject') {
-      throw new TypeError("options.onRedisDown must be 'local' or 'reject'")
+      throw typeError("options.onRedisDown must be 'local' or 'reject'")
     }
-    if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0 && Number.isFinite(timeout))) {
-      throw new TypeError('options.timeout must be a positive finite number of milliseconds')
+    this.#timeout = checkTimeout(timeout, 'options.timeout')
+    if (maxKeys !== Number.POSITIVE_INFINITY && !(Number.isSafeInteger(maxKeys) && maxKeys >= 1)) {
+      throw typeError('options.maxKeys must be a positive integer or Infinity')
     }
     if (serializer === null || typeof serializer !== 'object' ||
       typeof serializer.serialize !== 'function' || typeof serializer.deserialize !== 'function') {
-      throw new TypeError('options.serializer must be { serialize(value): string, deserialize(string) }')
+      throw typeError('options.serializer must be { serialize(value): string, deserialize(string) }')
     }
     this.#client = new RedisClient(redis)
     const { commandTimeout, keyPrefix } = this.#client.options
     if (!(typeof lease === 'number' && Number.isFinite(lease) && lease >= 3 * commandTimeout)) {
       this.#client.close()
-      throw new TypeError(`options.lease must be a number of milliseconds of at least 3 x commandTimeout (${3 * commandTimeout})`)
+      throw typeError(`options.lease must be a number of milliseconds of at least 3 x commandTimeout (${3 * commandTimeout})`)
     }
     this.#prefix = `${keyPrefix}flight:{${name}}`
     this.#channel = `${this.#prefix}:done`
     this.#lease = lease
-    this.#timeout = timeout
+    this.#maxKeys = maxKeys
     this.#onRedisDown = onRedisDown
     this.#serializer = serializer
     this.#ids = {
@@ -125,6 +234,8 @@ class RedisSingleFlight {
       settle: this.#client.script(SETTLE),
       renew: this.#client.script(RENEW),
       unlock: this.#client.script(UNLOCK),
+      abandon: this.#client.script(ABANDON),
+      forget: this.#client.script(FORGET),
     }
   }
 
@@ -141,47 +252,191 @@ class RedisSingleFlight {
     })
   }
 
+  /** Runs `fn(signal)` once for every caller of `key` in any process while it is in progress. */
   do(key, fn, options) {
-    return this.#call(key, fn, options).then((r) => r.value)
+    return this.#call(key, fn, options, false)
   }
 
+  /** Like `do`, resolving to `{ value, shared }`. */
   doShared(key, fn, options) {
-    return this.#call(key, fn, options)
+    return this.#call(key, fn, options, true)
   }
 
-  async #call(key, fn, options = {}) {
-    if (typeof key !== 'string') throw new TypeError('key must be a string with options.redis')
-    if (typeof fn !== 'function') throw new TypeError('fn must be a function')
-    if (this.#closed) throw new BulkheadError(codes.CLOSED, 'the group is closed')
-    const timeout = options?.timeout ?? this.#timeout
+  /**
+   * The next call for `key` (in any process) starts a new flight; callers of
+   * the one in progress, here and elsewhere, still get its outcome. Returns
+   * whether this process had a call for `key` in progress. Redis is told at
+   * once; this process's next call for `key` waits for that.
+   */
+  forget(key) {
+    checkKey(key)
+    if (this.#closed) return false
+    const entry = this.#local.get(key)
+    if (entry !== undefined) {
+      entry.mapped = false
+      this.#local.delete(key)
+    }
+    const sent = this.#client.eval(this.#ids.forget, [`${this.#prefix}:l:${key}`], [`${this.#prefix}:z:`])
+      .catch(() => {}) // Redis away: nothing to move (the lock lapses with its lease)
+    this.#forgets.set(key, sent)
+    sent.then(() => { if (this.#forgets.get(key) === sent) this.#forgets.delete(key) })
+    return entry !== undefined
+  }
+
+  /** Whether this process has a call for `key` in progress. */
+  inFlight(key) {
+    checkKey(key)
+    return this.#local.has(key)
+  }
+
+  /** Keys this process has a call in progress for. */
+  get size() {
+    return this.#local.size
+  }
+
+  #call(key, fn, options, withShared) {
+    checkKey(key)
+    if (typeof fn !== 'function') throw typeError('fn must be a function')
+    let signal
+    let timeout = this.#timeout
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw typeError('options must be an object')
+      checkOptions(options, CALL_OPTIONS, 'group.do() options')
+      signal = options.signal
+      if (signal != null && !(signal instanceof AbortSignal)) throw typeError('options.signal must be an AbortSignal')
+      if (options.timeout !== undefined) timeout = checkTimeout(options.timeout, 'options.timeout')
+    }
+    if (this.#closed) return Promise.reject(new BulkheadError(codes.CLOSED, 'the group is closed'))
+    if (signal != null && signal.aborted) {
+      this.#stats.aborts++
+      return Promise.reject(aborted(signal))
+    }
     let entry = this.#local.get(key)
     if (entry !== undefined) {
       this.#stats.joinedLocally++
+      this.#stats.calls++
+      this.#stats.shared++
       entry.calls++
-      const { ok, value } = await entry.promise
-      if (!ok) throw value
-      return { value, shared: true }
+      return this.#wait(entry, signal, withShared)
     }
-    entry = { calls: 1, promise: undefined }
-    entry.promise = this.#flight(key, fn, timeout).then(
-      (value) => ({ ok: true, value }), (value) => ({ ok: false, value }))
+    if (this.#live >= this.#maxKeys) {
+      return Promise.reject(new BulkheadError(codes.QUEUE_FULL,
+        `${this.#live} flights are in progress in this process (maxKeys: ${this.#maxKeys})`))
+    }
+    entry = new Entry(key, timeout)
+    entry.outcome = new Promise((resolve) => { entry.settle = resolve })
     this.#local.set(key, entry)
+    this.#live++
     this.#stats.flights++
-    let outcome
-    try {
-      outcome = await entry.promise
-    } finally {
-      if (this.#local.get(key) === entry) this.#local.delete(key)
+    this.#stats.calls++
+    const promise = this.#wait(entry, signal, withShared)
+    if (timeout !== Number.POSITIVE_INFINITY) {
+      entry.timer = setTimeout(() => this.#expire(entry), Math.min(2 ** 31 - 1, timeout))
     }
-    if (!outcome.ok) throw outcome.value
-    return { value: outcome.value, shared: entry.calls > 1 || outcome.shared === true }
+    this.#flight(entry, key, fn).then(
+      (outcome) => { if (outcome !== undefined) this.#finish(entry, outcome) },
+      (err) => this.#finish(entry, { ok: false, value: err }),
+    )
+    return promise
   }
 
-  async #flight(key, fn, timeout) {
-    const deadline = timeout === undefined ? Number.POSITIVE_INFINITY : performance.now() + timeout
+  // A caller's promise: the entry's outcome; a caller with a signal leaves
+  // when it fires.
+  #wait(entry, signal, withShared) {
+    const settled = (outcome) => {
+      if (!outcome.ok) throw outcome.value
+      return withShared ? { value: outcome.value, shared: entry.calls > 1 || outcome.shared === true } : outcome.value
+    }
+    if (signal == null) {
+      entry.steady++
+      return entry.outcome.then(settled)
+    }
+    entry.waiting++
+    return new Promise((resolve, reject) => {
+      let left = false
+      const onAbort = () => {
+        left = true
+        this.#stats.aborts++
+        reject(aborted(signal))
+        if (--entry.waiting === 0 && entry.steady === 0) this.#abandon(entry)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      entry.outcome.then((outcome) => {
+        signal.removeEventListener('abort', onAbort)
+        if (left) return
+        entry.waiting--
+        try {
+          resolve(settled(outcome))
+        } catch (err) {
+          reject(err)
+        }
+      })
+    })
+  }
+
+  // The entry ends with `outcome` for its callers.
+  #finish(entry, outcome) {
+    if (entry.done) return
+    this.#end(entry)
+    if (!outcome.ok) this.#stats.errors++
+    entry.settle(outcome)
+  }
+
+  #end(entry) {
+    entry.done = true
+    this.#live--
+    clearTimeout(entry.timer)
+    if (entry.mapped && this.#local.get(entry.key) === entry) this.#local.delete(entry.key)
+    entry.mapped = false
+    entry.wake?.()
+  }
+
+  // The deadline passed: its callers reject with ERR_TIMEOUT, this process's
+  // key is free, and, if it leads, fn's signal fires and other processes
+  // take over.
+  #expire(entry) {
+    if (entry.done) return
+    this.#stats.timeouts++
+    const err = new BulkheadError(codes.TIMEOUT,
+      `the flight for key ${entry.key} did not settle within ${entry.timeout} ms`)
+    this.#end(entry)
+    entry.settle({ ok: false, value: err })
+    this.#giveUp(entry, err)
+  }
+
+  // Every caller of the entry left: nobody here wants the outcome.
+  #abandon(entry) {
+    if (entry.done) return
+    this.#end(entry)
+    entry.settle({ ok: false, value: new BulkheadError(codes.ABORTED, 'every caller of this flight left') })
+    this.#giveUp(entry, new BulkheadError(codes.ABORTED, 'every caller of this flight left'))
+  }
+
+  // A leader stops fn and gives the flight up in Redis (followers elsewhere
+  // take over); a follower just stops waiting (#end woke it).
+  #giveUp(entry, reason) {
+    entry.controller?.abort(reason)
+    entry.controller = undefined
+    const leading = entry.leading
+    if (leading === undefined) return
+    entry.leading = undefined
+    this.#client.stopRenewal(leading.renewal)
+    this.#client.eval(this.#ids.abandon, [leading.lock, `${this.#prefix}:z:${leading.token}`],
+      [leading.token, this.#channel]).catch(() => {
+      // Redis away: followers see the lock lapse with its lease.
+    })
+  }
+
+  // This process's part of the flight: lead it (run fn) or follow another
+  // process's; take over if that leader dies. Resolves to the outcome, or
+  // undefined once the entry ended without one.
+  async #flight(entry, key, fn) {
+    const forgetting = this.#forgets.get(key)
+    if (forgetting !== undefined) await forgetting
     const lock = `${this.#prefix}:l:${key}`
     this.#subscribe()
     for (;;) {
+      if (entry.done) return undefined
       const token = randomUUID()
       let reply
       try {
@@ -190,70 +445,98 @@ class RedisSingleFlight {
         if (err?.code === codes.UNAVAILABLE) this.#cleanUp(lock, token)
         if (err?.code !== codes.UNAVAILABLE || this.#onRedisDown === 'reject') throw err
         this.#stats.fallbacks++
-        return fn() // dedupe within this process only (the local map above)
+        // Dedupe within this process only (its callers share this entry).
+        return this.#runFn(entry, fn)
       }
-      if (reply[0] === 1) return this.#lead(lock, token, fn)
+      if (entry.done) {
+        // Nobody here wants it any more: give back a lock just taken.
+        if (reply[0] === 1) {
+          this.#client.eval(this.#ids.abandon, [lock, `${this.#prefix}:z:${token}`], [token, this.#channel])
+            .catch(() => {})
+        }
+        return undefined
+      }
+      if (reply[0] === 1) return this.#lead(entry, lock, token, fn)
       const leader = reply[1]
       if (leader === '') continue
-      const result = await this.#follow(lock, leader, deadline, timeout)
-      if (result !== undefined) {
-        if (!result.ok) throw result.value
-        return result.value
-      }
-      this.#stats.takeovers++ // the leader died: try to lead
+      const result = await this.#follow(entry, lock, leader)
+      if (result === STOPPED) return undefined
+      if (result !== undefined) return result
+      this.#stats.takeovers++ // the leader died or gave up: try to lead
     }
   }
 
-  async #lead(lock, token, fn) {
-    this.#stats.led++
-    const renewal = this.#client.startRenewal(this.#ids.renew, [lock], [token, this.#lease],
-      this.#lease / 3, this.#lease, () => {})
-    let ok = true
-    let value
+  // Runs fn with the entry's signal; resolves to its outcome.
+  async #runFn(entry, fn) {
+    const signal = new TaskSignal()
+    entry.controller = signal
     try {
-      value = await fn()
+      return { ok: true, value: await fn(signal) }
     } catch (err) {
-      ok = false
-      value = err
+      return { ok: false, value: err }
     } finally {
-      this.#client.stopRenewal(renewal)
+      if (entry.controller === signal) entry.controller = undefined
+    }
+  }
+
+  async #lead(entry, lock, token, fn) {
+    this.#stats.led++
+    const renewal = this.#client.startRenewal(this.#ids.renew, [lock, `${this.#prefix}:z:${token}`],
+      [token, this.#lease], this.#lease / 3, this.#lease, () => {})
+    entry.leading = { lock, token, renewal }
+    const outcome = await this.#runFn(entry, fn)
+    if (entry.leading === undefined) return undefined // given up (#giveUp)
+    entry.leading = undefined
+    this.#client.stopRenewal(renewal)
+    let text
+    try {
+      text = encodeOutcome(this.#serializer, outcome.ok, outcome.value)
+    } catch (err) {
+      // The serializer cannot carry the value: the other processes get its
+      // error, this one still gets the value.
+      text = encodeOutcome(this.#serializer, false, err)
     }
     try {
-      await this.#client.eval(this.#ids.settle, [lock, `${this.#prefix}:v:${token}`],
-        [token, encodeOutcome(this.#serializer, ok, value), RESULT_TTL, this.#channel])
+      await this.#client.eval(this.#ids.settle, [lock, `${this.#prefix}:v:${token}`, `${this.#prefix}:z:${token}`],
+        [token, text, RESULT_TTL, this.#channel])
     } catch {
       // Followers see the lock lapse and take over (at-least-once).
     }
-    if (!ok) throw value
-    return value
+    return outcome
   }
 
-  // Resolves to { ok, value } when flight `token` settles, or undefined when
-  // its leader is gone without an outcome.
-  async #follow(lock, token, deadline, timeout) {
+  // Resolves to { ok, value, shared } when flight `token` settles, undefined
+  // when its leader is gone without an outcome, STOPPED when the entry ended.
+  async #follow(entry, lock, token) {
     this.#stats.followed++
     const valueKey = `${this.#prefix}:v:${token}`
+    const marker = `${this.#prefix}:z:${token}`
     let set = this.#followers.get(token)
     if (set === undefined) this.#followers.set(token, set = new Set())
     try {
       for (;;) {
-        const reply = await this.#client.eval(this.#ids.check, [lock, valueKey], [token])
+        const reply = await this.#client.eval(this.#ids.check, [lock, valueKey, marker], [token])
+        if (entry.done) return STOPPED
         if (reply[0] === 2) return { ...decodeOutcome(this.#serializer, reply[1]), shared: true }
         if (reply[0] === 1) return undefined
-        const now = performance.now()
-        if (now >= deadline) {
-          this.#stats.timeouts++
-          throw new BulkheadError(codes.TIMEOUT, `the flight timed out after ${timeout} ms`)
-        }
         const text = await new Promise((resolve) => {
-          const wake = (t) => { clearTimeout(timer); set.delete(wake); resolve(t) }
-          const timer = setTimeout(() => wake(null), Math.min(MAX_POLL, this.#lease / 3, deadline - now))
+          const wake = (t) => {
+            clearTimeout(timer)
+            set.delete(wake)
+            if (entry.wake === stop) entry.wake = undefined
+            resolve(t)
+          }
+          const stop = () => wake(null)
+          const timer = setTimeout(stop, Math.min(MAX_POLL, this.#lease / 3))
           set.add(wake)
+          entry.wake = stop
         })
-        if (text !== null) return { ...decodeOutcome(this.#serializer, text), shared: true }
+        if (entry.done) return STOPPED
+        // An empty outcome: the leader gave up; re-check (and take over).
+        if (text) return { ...decodeOutcome(this.#serializer, text), shared: true }
       }
     } finally {
-      if (set.size === 0) this.#followers.delete(token)
+      if (set.size === 0 && this.#followers.get(token) === set) this.#followers.delete(token)
     }
   }
 
@@ -276,14 +559,21 @@ class RedisSingleFlight {
     setTimeout(attempt, 0).unref()
   }
 
+  /**
+   * This process's counters (the local group's fields, plus `led`,
+   * `followed`, `joinedLocally`, `takeovers`, `fallbacks`), `inFlight`, and
+   * `redis` (the connection's counters).
+   */
   stats() {
-    return { ...this.#stats, inFlight: this.#local.size, redis: this.#client.stats() }
+    return { ...this.#stats, inFlight: this.#local.size, redis: this.#lastRedisStats ?? this.#client.stats() }
   }
 
+  /** Lets go of the Redis connection; later calls reject with ERR_CLOSED. */
   close() {
     if (this.#closed) return
     this.#closed = true
     if (this.#subscription !== undefined) this.#client.unsubscribe(this.#channel, this.#subscription)
+    this.#lastRedisStats = this.#client.stats()
     this.#client.close()
   }
 }

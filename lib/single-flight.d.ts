@@ -37,8 +37,9 @@ export interface SingleFlightOptions {
   detectRecursion?: 'sync' | 'async'
   /**
    * Distributed mode: one run of `fn` per key across every process that opens the same `name`
-   * on this Redis (at-least-once, not exactly-once; docs/redis.md). Supports `name`,
-   * `timeout`, `lease`, `onRedisDown` and `serializer` only; keys must be strings.
+   * on this Redis (at-least-once, not exactly-once; docs/redis.md). Supports `name`
+   * (required), `timeout` and `maxKeys` (both per process), `lease`, `onRedisDown` and
+   * `serializer`; keys must be strings.
    */
   redis?: import('./errors').RedisOption
   /** Distributed mode: ms a flight lock outlives a process that died leading it (default 30000). */
@@ -65,7 +66,7 @@ export interface SharedResult<T> {
   shared: boolean
 }
 
-/** Counters since the group was made. */
+/** Counters since the group was made (in distributed mode: this process's, plus the optional fields). */
 export interface SingleFlightStats {
   /** Flights started (calls of `fn`). */
   flights: number
@@ -79,6 +80,20 @@ export interface SingleFlightStats {
   aborts: number
   /** Flights whose `fn` threw or rejected. */
   errors: number
+  /** Distributed mode: flights this process led (ran `fn` for every process). */
+  led?: number
+  /** Distributed mode: flights this process followed (another process ran `fn`). */
+  followed?: number
+  /** Distributed mode: calls that joined this process's call for the key without a Redis call. */
+  joinedLocally?: number
+  /** Distributed mode: flights taken over after their leader died or gave up. */
+  takeovers?: number
+  /** Distributed mode: flights deduplicated in this process only because Redis did not answer. */
+  fallbacks?: number
+  /** Distributed mode: keys this process has a call in progress for. */
+  inFlight?: number
+  /** Distributed mode: the process's connection to this Redis. */
+  redis?: import('./p-limit').RedisConnectionStats
 }
 
 /** Keys compare with SameValueZero (`NaN` equals `NaN`, `-0` equals `0`). */
@@ -100,12 +115,17 @@ export declare class SingleFlight {
     fn: (signal: AbortSignal) => T | PromiseLike<T>,
     options?: SingleFlightCallOptions,
   ): Promise<SharedResult<T>>
-  /** The next call for `key` starts a new flight; callers of the old one still get its result. Returns whether one was in progress. */
+  /**
+   * The next call for `key` starts a new flight; callers of the old one still get its result. Returns whether one was in progress.
+   * Distributed mode: whether this process had a call for `key` in progress; Redis (and so the other processes) is told asynchronously.
+   */
   forget(key: FlightKey): boolean
-  /** Whether a flight for `key` is in progress. */
+  /** Whether a flight for `key` is in progress (distributed mode: a call of this process). */
   inFlight(key: FlightKey): boolean
-  /** How many keys have a flight in progress. */
+  /** How many keys have a flight in progress (distributed mode: in this process). */
   readonly size: number
+  /** Distributed mode only: lets go of the Redis connection; later calls reject with `ERR_CLOSED`. */
+  close?(): void
   /** Counters since the group was made. */
   stats(): SingleFlightStats
   /**

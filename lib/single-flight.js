@@ -157,9 +157,13 @@ class SingleFlight {
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
     // Distributed mode (lib/redis-single-flight.js); Redis code loads only then.
+    // RedisSingleFlight extends SingleFlight: `new SingleFlight({ redis })` is
+    // handed off to it, and its own construction passes here and keeps no
+    // local state (it overrides every member but wrap, which calls do()).
     if (options.redis !== undefined) {
       const { RedisSingleFlight } = require('./redis-single-flight.js')
-      return new RedisSingleFlight(options)
+      if (!(this instanceof RedisSingleFlight)) return new RedisSingleFlight(options)
+      return
     }
     checkOptions(options, GROUP_OPTIONS, 'new SingleFlight() options')
     const {
