@@ -219,6 +219,10 @@ test('TLS material that does not parse fails the constructor, not the first comm
     { name: 'TypeError', message: /options\.redis\.tls\.ca/ })
   assert.throws(() => new RedisClient({ url, tls: { ca: pem.ca, cert: pem.clientCert, key: PEM.replaceAll('CERTIFICATE', 'PRIVATE KEY') } }),
     { name: 'TypeError', message: /options\.redis\.tls\.key/ })
+  // A key that is not the certificate's (the server's key with the client's
+  // certificate).
+  assert.throws(() => new RedisClient({ url, tls: { ca: pem.ca, cert: pem.clientCert, key: pem.serverKey } }),
+    { name: 'TypeError', message: /options\.redis\.tls\.key must be the private key of options\.redis\.tls\.cert/ })
 })
 
 test('rediss:// with the CA given: commands work over TLS, on one shared connection', { skip: tls.skip }, async () => {
