@@ -289,10 +289,12 @@ export declare class PoolWorker {
 /** A handle on the process-wide connections to one Redis URL (internal). */
 export declare class RedisConnection {
   /**
-   * Opens (or shares) the connections to `url`. Nothing is connected until
+   * Opens (or shares) the connections to `url` with the TLS settings
+   * `tls` (`rediss://` only). Instances share connections only when both
+   * the URL and the TLS settings are the same. Nothing is connected until
    * the first command.
    */
-  constructor(url: string)
+  constructor(url: string, tls?: RedisTls | undefined | null)
   /** Whether the process's Redis runtime is running (test hook). */
   static runtimeRunning(): boolean
   /**
@@ -576,6 +578,21 @@ export interface PoolStats {
   runTime: PoolHistogram
   /** Sum of run times, ms. */
   runTimeTotal: number
+}
+
+/**
+ * TLS settings of a `rediss://` connection, checked and normalized by
+ * `lib/redis.js` (PEM as strings; internal).
+ */
+export interface RedisTls {
+  /** PEM certificates of the CAs to trust instead of the bundled roots. */
+  ca?: string
+  /** PEM client certificate (chain) for mutual TLS. */
+  cert?: string
+  /** PEM private key of `cert`. */
+  key?: string
+  /** `false` skips verifying the server (testing only). Default `true`. */
+  rejectUnauthorized?: boolean
 }
 
 /**

@@ -1,14 +1,20 @@
 // Distributed mode's foundation against a real redis-server: the shared
 // connection on the addon's runtime, per-command deadlines, EVALSHA with
 // reload after SCRIPT FLUSH, no late replay, pub/sub, and the runtime closed
-// with its last user.
+// with its last user; TLS (rediss://) with a private CA and mutual TLS
+// against redis-servers serving TLS only, with certificates made by openssl.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { RedisServer, haveRedis, haveOpenssl, makeCertificates } from './helpers/redis-server.mjs'
 
 const require = createRequire(import.meta.url)
 const { RedisClient, parseRedisOption } = require('../lib/redis.js')
+const { Limiter } = require('../lib/p-limit.js')
+const { SingleFlight } = require('../lib/single-flight.js')
 
 const skip = haveRedis ? false : 'redis-server is not installed'
 let server
@@ -16,12 +22,44 @@ let server
 before(async () => { if (!skip) server = await RedisServer.start() })
 after(async () => { await server?.stop() })
 
+// TLS servers, started here so the tests can be skipped with the reason when
+// openssl is missing or redis-server was built without TLS.
+const tls = await (async () => {
+  if (skip) return { skip }
+  if (!haveOpenssl) return { skip: 'openssl is not installed (needed to make test certificates)' }
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-tls-'))
+  try {
+    const files = makeCertificates(dir)
+    const pem = Object.fromEntries(Object.entries(files).map(([k, path]) => [k, readFileSync(path, 'utf8')]))
+    const serverTls = { cert: files.serverCert, key: files.serverKey, ca: files.ca }
+    let plain
+    try {
+      plain = await RedisServer.start({ tls: serverTls })
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true })
+      return { skip: `redis-server does not serve TLS here (${err.message})` }
+    }
+    const mutual = await RedisServer.start({
+      tls: { ...serverTls, authClients: true, clientCert: files.clientCert, clientKey: files.clientKey },
+    })
+    return { skip: false, dir, pem, plain, mutual }
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
+})()
+after(async () => {
+  await tls.plain?.stop()
+  await tls.mutual?.stop()
+  if (tls.dir) rmSync(tls.dir, { recursive: true, force: true })
+})
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 test('bad redis options are TypeErrors naming the option', () => {
   assert.throws(() => parseRedisOption(42), { name: 'TypeError', message: /options\.redis/ })
   assert.throws(() => parseRedisOption('http://x'), { name: 'TypeError', message: /redis:\/\// })
-  assert.throws(() => parseRedisOption('rediss://x:1'), { name: 'TypeError', message: /TLS/ })
+  assert.throws(() => parseRedisOption('rediss://x:1/#insecure'), { name: 'TypeError', message: /#fragment.*rejectUnauthorized/ })
   assert.throws(() => parseRedisOption({ url: 'redis://x', commandTimeout: 0 }),
     { name: 'TypeError', message: /commandTimeout/ })
   assert.deepEqual(parseRedisOption('redis://h:1/2'),
@@ -152,4 +190,160 @@ test('the runtime stops with the last client and restarts with the next', { skip
     b.close()
   }
   assert.equal(RedisClient.runtimeRunning(), false)
+})
+
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+
+test('bad tls options are TypeErrors naming the option', () => {
+  const tlsError = (tlsOption, message, url = 'rediss://h:1/0') =>
+    assert.throws(() => parseRedisOption({ url, tls: tlsOption }), { name: 'TypeError', message })
+  tlsError({ ca: PEM }, /options\.redis\.tls needs a rediss:\/\/ URL/, 'redis://h:1/0')
+  tlsError('yes', /options\.redis\.tls must be an object/)
+  tlsError({ ca: 42 }, /options\.redis\.tls\.ca must be a PEM string or Buffer/)
+  tlsError({ ca: [] }, /options\.redis\.tls\.ca must not be empty/)
+  tlsError({ ca: 'not pem' }, /options\.redis\.tls\.ca must be PEM/)
+  tlsError({ cert: PEM }, /options\.redis\.tls\.cert and options\.redis\.tls\.key must be given together/)
+  tlsError({ rejectUnauthorized: 'no' }, /options\.redis\.tls\.rejectUnauthorized must be a boolean/)
+  tlsError({ servername: 'cache' }, /options\.redis\.tls\.servername is not supported/)
+  tlsError({ passphrase: 'x' }, /options\.redis\.tls\.passphrase is not supported/)
+  // Strings, Buffers and arrays of them, as Node's tls takes them.
+  assert.deepEqual(parseRedisOption({ url: 'rediss://h:1/0', tls: { ca: [PEM, Buffer.from(PEM)], rejectUnauthorized: true } }).tls,
+    { ca: `${PEM}\n${PEM}`, rejectUnauthorized: true })
+  assert.equal(parseRedisOption('rediss://h:1/0').tls, undefined)
+})
+
+test('TLS material that does not parse fails the constructor, not the first command', { skip: tls.skip }, () => {
+  const { pem } = tls
+  const url = tls.plain.url
+  assert.throws(() => new RedisClient({ url, tls: { ca: PEM } }),
+    { name: 'TypeError', message: /options\.redis\.tls\.ca/ })
+  assert.throws(() => new RedisClient({ url, tls: { ca: pem.ca, cert: pem.clientCert, key: PEM.replaceAll('CERTIFICATE', 'PRIVATE KEY') } }),
+    { name: 'TypeError', message: /options\.redis\.tls\.key/ })
+  // A key that is not the certificate's (the server's key with the client's
+  // certificate).
+  assert.throws(() => new RedisClient({ url, tls: { ca: pem.ca, cert: pem.clientCert, key: pem.serverKey } }),
+    { name: 'TypeError', message: /options\.redis\.tls\.key must be the private key of options\.redis\.tls\.cert/ })
+})
+
+test('rediss:// with the CA given: commands work over TLS, on one shared connection', { skip: tls.skip }, async () => {
+  const options = { url: tls.plain.url, tls: { ca: tls.pem.ca } }
+  const a = new RedisClient(options)
+  const b = new RedisClient({ ...options, tls: { ca: Buffer.from(tls.pem.ca) } })
+  try {
+    assert.equal(await a.command('SET', 'tls:k', 'v'), 'OK')
+    assert.equal(await b.command('GET', 'tls:k'), 'v')
+    // The same URL and TLS settings (a string and a Buffer of the same PEM)
+    // share the process's connection.
+    assert.equal(b.stats().connects, 1)
+    assert.equal(a.stats().roundTrips, 2)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('a server certificate not signed by the trusted CA is ERR_UNAVAILABLE within commandTimeout', { skip: tls.skip }, async () => {
+  // The bundled public roots (no ca) and another private CA both refuse the
+  // test CA's server certificate, each promptly and not as a hang.
+  for (const tlsOption of [undefined, { ca: tls.pem.otherCa }]) {
+    const c = new RedisClient({ url: tls.plain.url, commandTimeout: 500, tls: tlsOption })
+    try {
+      const started = performance.now()
+      await assert.rejects(c.command('PING'), { code: 'ERR_UNAVAILABLE', message: /UnknownIssuer|certificate/ })
+      const took = performance.now() - started
+      assert.ok(took < 2000, `answered in ${took} ms`)
+    } finally {
+      c.close()
+    }
+  }
+})
+
+test('instances with different TLS settings do not share a connection', { skip: tls.skip }, async () => {
+  // If the second shared the first's (trusted) connection, its PING would
+  // succeed.
+  const trusted = new RedisClient({ url: tls.plain.url, tls: { ca: tls.pem.ca } })
+  const untrusted = new RedisClient({ url: tls.plain.url, commandTimeout: 500, tls: { ca: tls.pem.otherCa } })
+  try {
+    assert.equal(await trusted.command('PING'), 'PONG')
+    await assert.rejects(untrusted.command('PING'), { code: 'ERR_UNAVAILABLE' })
+    assert.equal(await trusted.command('PING'), 'PONG')
+    assert.equal(untrusted.stats().roundTrips, 0)
+  } finally {
+    trusted.close()
+    untrusted.close()
+  }
+})
+
+test('rejectUnauthorized: false connects without checking the certificate (testing only)', { skip: tls.skip }, async () => {
+  const c = new RedisClient({ url: tls.plain.url, tls: { rejectUnauthorized: false } })
+  try {
+    assert.equal(await c.command('PING'), 'PONG')
+  } finally {
+    c.close()
+  }
+})
+
+test('mutual TLS: works with the client certificate, and fails clearly without it', { skip: tls.skip }, async () => {
+  const { pem, mutual } = tls
+  const withCert = new RedisClient({ url: mutual.url, tls: { ca: pem.ca, cert: pem.clientCert, key: Buffer.from(pem.clientKey) } })
+  const without = new RedisClient({ url: mutual.url, commandTimeout: 500, tls: { ca: pem.ca } })
+  try {
+    assert.equal(await withCert.command('SET', 'mtls', '1'), 'OK')
+    assert.equal(await withCert.command('GET', 'mtls'), '1')
+    const started = performance.now()
+    await assert.rejects(without.command('PING'), { code: 'ERR_UNAVAILABLE', message: /CertificateRequired|certificate/ })
+    assert.ok(performance.now() - started < 2000)
+  } finally {
+    withCert.close()
+    without.close()
+  }
+})
+
+test('a Limiter shares its limit over rediss:// with mutual TLS', { skip: tls.skip, timeout: 30_000 }, async () => {
+  const redis = { url: tls.mutual.url, tls: { ca: tls.pem.ca, cert: tls.pem.clientCert, key: tls.pem.clientKey } }
+  const name = `tls-limit-${process.pid}`
+  const a = new Limiter({ name, redis, concurrency: 1, lease: 3000 })
+  const b = new Limiter({ name, redis, concurrency: 1, lease: 3000 })
+  let active = 0
+  let most = 0
+  const task = (v) => async () => {
+    active++
+    most = Math.max(most, active)
+    await sleep(20)
+    active--
+    return v
+  }
+  try {
+    const results = await Promise.all([1, 2, 3, 4, 5, 6].map((v) => (v % 2 ? a : b).run(task(v))))
+    assert.deepEqual(results, [1, 2, 3, 4, 5, 6])
+    assert.equal(most, 1, 'one task at a time across both instances')
+    assert.equal(a.stats().acquired + b.stats().acquired, 6)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('a SingleFlight runs one flight over rediss:// and shares its value', { skip: tls.skip, timeout: 30_000 }, async () => {
+  const redis = { url: tls.plain.url, tls: { ca: tls.pem.ca } }
+  const name = `tls-flight-${process.pid}`
+  const a = new SingleFlight({ name, redis })
+  const b = new SingleFlight({ name, redis })
+  let runs = 0
+  const load = async () => {
+    runs++
+    await sleep(200)
+    return { user: 7 }
+  }
+  try {
+    const [x, y] = await Promise.all([a.do('user:7', load), b.do('user:7', load)])
+    assert.deepEqual(x, { user: 7 })
+    assert.deepEqual(y, { user: 7 })
+    assert.equal(runs, 1)
+    assert.equal(a.stats().led + b.stats().led, 1)
+    assert.equal(a.stats().followed + b.stats().followed, 1)
+  } finally {
+    a.close()
+    b.close()
+  }
 })

@@ -31,8 +31,8 @@ export declare class BulkheadError extends Error {
 export declare function isBulkheadError(err: unknown): err is Error & { code: BulkheadErrorCode }
 
 /**
- * Where distributed mode's Redis is: a URL (`redis://host:port/db`) or
- * options. See docs/redis.md.
+ * Where distributed mode's Redis is: a URL (`redis://host:port/db`, or
+ * `rediss://host:port/db` for TLS) or options. See docs/redis.md.
  */
 export type RedisOption =
   | string
@@ -44,4 +44,19 @@ export type RedisOption =
       connectTimeout?: number
       /** Ms each Redis command may take before `ERR_UNAVAILABLE` (default 1000). */
       commandTimeout?: number
+      /**
+       * TLS settings, with a `rediss://` URL only (Node's `tls` option names).
+       * Without it, a `rediss://` server's certificate is checked against the
+       * bundled Mozilla roots.
+       */
+      tls?: {
+        /** The CAs to trust instead of the bundled roots: PEM as a string or bytes (`fs.readFileSync(path)`), or several. */
+        ca?: string | Uint8Array | Array<string | Uint8Array>
+        /** Client certificate (chain) for mutual TLS, PEM; needs `key`. */
+        cert?: string | Uint8Array
+        /** Unencrypted private key of `cert`, PEM; needs `cert`. */
+        key?: string | Uint8Array
+        /** Default `true`. `false` skips checking the server's certificate and name: for testing only. */
+        rejectUnauthorized?: boolean
+      }
     }

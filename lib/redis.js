@@ -2,8 +2,8 @@
 // Distributed mode's shared JS plumbing: the `redis` option, and a thin
 // wrapper over the native `RedisConnection` (src/js/redis.rs), whose Redis
 // I/O runs on the addon's own tokio runtime. One multiplexed connection and
-// one subscriber per process and URL, shared by every instance and thread,
-// opened lazily and closed with the last user (src/redis_hub.rs).
+// one subscriber per process, URL and TLS settings, shared by every instance
+// and thread, opened lazily and closed with the last user (src/redis_hub.rs).
 const { RedisConnection } = require('./native.js')
 const { BulkheadError, codes } = require('./errors.js')
 
@@ -17,21 +17,77 @@ function positive(value, name) {
   return value
 }
 
+const TLS_KEYS = ['ca', 'cert', 'key', 'rejectUnauthorized']
+
+/** A PEM string from a string or a Buffer/Uint8Array, as Node's tls takes them. */
+function pem(value, name) {
+  let text
+  if (typeof value === 'string') text = value
+  else if (ArrayBuffer.isView(value)) {
+    text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8')
+  } else throw new TypeError(`${name} must be a PEM string or Buffer`)
+  if (!text.includes('-----BEGIN ')) throw new TypeError(`${name} must be PEM (-----BEGIN ...)`)
+  return text
+}
+
 /**
- * Normalizes the `redis` option: a URL string, or
- * `{ url, keyPrefix, connectTimeout, commandTimeout }`.
+ * Normalizes `redis.tls`: `{ ca, cert, key, rejectUnauthorized }` with
+ * Node's tls option names; PEM strings or Buffers (`ca` also an array of
+ * them). Only with a rediss:// URL.
+ */
+function parseTls(tls, url) {
+  if (tls === undefined) return undefined
+  if (tls === null || typeof tls !== 'object' || Array.isArray(tls)) {
+    throw new TypeError('options.redis.tls must be an object { ca, cert, key, rejectUnauthorized }')
+  }
+  if (!url.startsWith('rediss://')) {
+    throw new TypeError('options.redis.tls needs a rediss:// URL (redis:// is plain TCP)')
+  }
+  for (const key of Object.keys(tls)) {
+    if (key === 'servername') {
+      throw new TypeError('options.redis.tls.servername is not supported: the certificate is checked against the host name in the URL, so connect by that name')
+    }
+    if (!TLS_KEYS.includes(key)) {
+      throw new TypeError(`options.redis.tls.${key} is not supported (supported: ${TLS_KEYS.join(', ')})`)
+    }
+  }
+  const out = {}
+  if (tls.ca !== undefined) {
+    const list = Array.isArray(tls.ca) ? tls.ca : [tls.ca]
+    if (list.length === 0) throw new TypeError('options.redis.tls.ca must not be empty')
+    out.ca = list.map((c) => pem(c, 'options.redis.tls.ca')).join('\n')
+  }
+  if (tls.cert !== undefined) out.cert = pem(tls.cert, 'options.redis.tls.cert')
+  if (tls.key !== undefined) out.key = pem(tls.key, 'options.redis.tls.key')
+  if ((out.cert === undefined) !== (out.key === undefined)) {
+    throw new TypeError('options.redis.tls.cert and options.redis.tls.key must be given together')
+  }
+  if (tls.rejectUnauthorized !== undefined) {
+    if (typeof tls.rejectUnauthorized !== 'boolean') {
+      throw new TypeError('options.redis.tls.rejectUnauthorized must be a boolean')
+    }
+    out.rejectUnauthorized = tls.rejectUnauthorized
+  }
+  return out
+}
+
+/**
+ * Normalizes the `redis` option: a URL string (`redis://`, or `rediss://`
+ * for TLS), or `{ url, keyPrefix, connectTimeout, commandTimeout, tls }`.
  */
 function parseRedisOption(redis) {
   const opts = typeof redis === 'string' ? { url: redis } : redis
   if (opts === null || typeof opts !== 'object') {
-    throw new TypeError('options.redis must be a redis:// URL or { url, keyPrefix, connectTimeout, commandTimeout }')
+    throw new TypeError('options.redis must be a redis:// or rediss:// URL or { url, keyPrefix, connectTimeout, commandTimeout, tls }')
   }
   const { url, keyPrefix = 'bulkhead:', commandTimeout = DEFAULT_COMMAND_TIMEOUT } = opts
   if (typeof url !== 'string') throw new TypeError('options.redis.url must be a string')
-  if (url.startsWith('rediss://')) {
-    throw new TypeError('options.redis: rediss:// (TLS) is not supported by this build yet; use redis://')
+  if (!url.startsWith('redis://') && !url.startsWith('rediss://')) {
+    throw new TypeError('options.redis.url must start with redis:// or rediss:// (TLS)')
   }
-  if (!url.startsWith('redis://')) throw new TypeError('options.redis.url must start with redis://')
+  if (url.includes('#')) {
+    throw new TypeError('options.redis.url must not have a #fragment (to skip certificate checks in tests, use tls: { rejectUnauthorized: false })')
+  }
   if (typeof keyPrefix !== 'string') throw new TypeError('options.redis.keyPrefix must be a string')
   positive(commandTimeout, 'options.redis.commandTimeout')
   // The connect deadline is within the command deadline (a command that has
@@ -39,7 +95,10 @@ function parseRedisOption(redis) {
   const connectTimeout = opts.connectTimeout === undefined
     ? commandTimeout
     : positive(opts.connectTimeout, 'options.redis.connectTimeout')
-  return { url, keyPrefix, connectTimeout, commandTimeout }
+  const tls = parseTls(opts.tls, url)
+  return tls === undefined
+    ? { url, keyPrefix, connectTimeout, commandTimeout }
+    : { url, keyPrefix, connectTimeout, commandTimeout, tls }
 }
 
 function check(reply) {
@@ -59,9 +118,10 @@ class RedisClient {
   constructor(options) {
     this.options = parseRedisOption(options)
     try {
-      this.#conn = new RedisConnection(this.options.url)
+      // Connections are shared per URL *and* TLS settings (src/redis_hub.rs).
+      this.#conn = new RedisConnection(this.options.url, this.options.tls)
     } catch (err) {
-      throw new TypeError(`options.redis: ${err.message}`)
+      throw new TypeError(err.message.startsWith('options.redis') ? err.message : `options.redis: ${err.message}`)
     }
   }
 

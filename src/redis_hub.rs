@@ -4,7 +4,9 @@
 //! thread), and per Redis URL one [`Server`] holding one multiplexed command
 //! connection and, once something subscribes, one subscriber connection.
 //! Every thread and every distributed instance of the process that names the
-//! same URL shares them. Both are opened lazily; the runtime is started with
+//! same URL with the same TLS settings shares them (different TLS settings
+//! are different connections, so a CA or client certificate given to one
+//! instance is never used for another's traffic). Both are opened lazily; the runtime is started with
 //! the first [`open`] and shut down when the last [`RedisHandle`] is dropped,
 //! so an idle process holds no thread or socket.
 //!
@@ -17,6 +19,12 @@
 //! - Scripts run by `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH` or a
 //!   restart) the script is loaded and run once more, within the same
 //!   deadline.
+//!
+//! TLS (`rediss://`) is the `redis` crate's, on rustls with the `ring`
+//! provider: the server certificate is checked against the Mozilla roots
+//! bundled by `webpki-roots` (what Node's `tls` trusts by default) or against
+//! [`TlsOptions::ca`]; a handshake that fails is [`ErrorCode::Unavailable`]
+//! like any other connect failure.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +34,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{MultiplexedConnection, PubSubSink};
-use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Script, Value};
+use redis::{
+  AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, ErrorKind, RedisError, Script,
+  TlsCertificates, Value,
+};
 use tokio::runtime::Runtime;
 
 use crate::error::{Error, ErrorCode};
@@ -100,9 +111,34 @@ struct Subscriptions {
   connecting: bool,
 }
 
-/// One Redis URL's connections, shared by the whole process.
-pub struct Server {
+/// TLS settings beyond the `rediss://` URL (the JS `redis.tls` option).
+///
+/// The default (no `ca`, no client certificate, verified) is what a plain
+/// `rediss://` URL gets. Not `Debug`: it may hold a private key.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+  /// PEM certificates of the CAs to trust instead of the bundled roots.
+  pub ca: Option<Vec<u8>>,
+  /// PEM client certificate (chain) for mutual TLS; needs `key`.
+  pub cert: Option<Vec<u8>>,
+  /// PEM private key of `cert` (unencrypted).
+  pub key: Option<Vec<u8>>,
+  /// Skip verifying the server's certificate and name (the crate's
+  /// `#insecure` mode; for testing only).
+  pub insecure: bool,
+}
+
+/// What makes two users share a [`Server`]: the URL and the TLS settings.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
   url: String,
+  tls: Option<TlsOptions>,
+}
+
+/// One Redis URL's connections (with one set of TLS settings), shared by the
+/// whole process.
+pub struct Server {
+  key: ServerKey,
   client: Client,
   runtime: tokio::runtime::Handle,
   /// `(generation, connection)`; `None` until the first command or after a
@@ -116,7 +152,7 @@ pub struct Server {
 
 struct Hub {
   runtime: Option<Runtime>,
-  servers: HashMap<String, Weak<Server>>,
+  servers: HashMap<ServerKey, Weak<Server>>,
   users: usize,
 }
 
@@ -134,24 +170,146 @@ pub fn runtime_running() -> bool {
   HUB.lock().runtime.is_some()
 }
 
-/// Checks a Redis URL: `redis://` only (TLS is not built in yet).
+/// Checks a Redis URL and TLS settings and makes the crate's client for
+/// them (nothing is connected). `tls` needs a `rediss://` URL; an empty
+/// [`TlsOptions`] is the same as none.
 ///
 /// # Errors
-/// [`ErrorCode::InvalidArg`] naming the rule.
-pub fn check_url(url: &str) -> Result<(), Error> {
-  if url.starts_with("rediss://") {
+/// [`ErrorCode::InvalidArg`] naming the option and the rule: not a
+/// `redis://` or `rediss://` URL, a `#fragment` in it, `tls` with
+/// `redis://`, `cert` without `key` (or the reverse), or PEM that does not
+/// parse.
+pub fn client(url: &str, tls: Option<&TlsOptions>) -> Result<Client, Error> {
+  let tls = tls.filter(|t| **t != TlsOptions::default());
+  let secure = url.starts_with("rediss://");
+  if !secure && !url.starts_with("redis://") {
     return Err(Error::invalid_arg(
-      "options.redis: rediss:// (TLS) is not supported by this build; use redis://",
+      "options.redis must be a redis:// or rediss:// URL or { url }",
     ));
   }
-  if !url.starts_with("redis://") {
+  if url.contains('#') {
+    // The crate reads `#insecure` as "do not verify": that is spelled
+    // `tls: { rejectUnauthorized: false }` here, so it cannot be slipped in
+    // through a URL copied from elsewhere.
     return Err(Error::invalid_arg(
-      "options.redis must be a redis:// URL or { url }",
+      "options.redis.url must not have a #fragment (to skip certificate checks in tests, use tls: { rejectUnauthorized: false })",
     ));
   }
-  Client::open(url)
+  let invalid = |e: RedisError| Error::invalid_arg(format!("options.redis: invalid URL ({e})"));
+  let Some(tls) = tls else {
+    if secure {
+      install_crypto_provider();
+    }
+    return Client::open(url).map_err(invalid);
+  };
+  if !secure {
+    return Err(Error::invalid_arg(
+      "options.redis.tls needs a rediss:// URL (redis:// is plain TCP)",
+    ));
+  }
+  install_crypto_provider();
+  let url = if tls.insecure {
+    format!("{url}#insecure")
+  } else {
+    url.to_owned()
+  };
+  let client_tls = match (&tls.cert, &tls.key) {
+    (Some(cert), Some(key)) => Some(ClientTlsConfig {
+      client_cert: cert.clone(),
+      client_key: key.clone(),
+    }),
+    (None, None) => None,
+    _ => {
+      return Err(Error::invalid_arg(
+        "options.redis.tls.cert and options.redis.tls.key must be given together",
+      ))
+    }
+  };
+  certificates("options.redis.tls.ca", tls.ca.as_deref())?;
+  certificates("options.redis.tls.cert", tls.cert.as_deref())?;
+  if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+    client_identity(cert, key)?;
+  }
+  if client_tls.is_none() && tls.ca.is_none() {
+    return Client::open(url.as_str()).map_err(invalid);
+  }
+  // Parses the PEM now, so a bad certificate or key fails the constructor.
+  Client::build_with_tls(
+    url.as_str(),
+    TlsCertificates {
+      client_tls,
+      root_cert: tls.ca.clone(),
+    },
+  )
+  .map_err(|e| Error::invalid_arg(format!("options.redis.tls: {e}")))
+}
+
+/// Checks that `pem` (if given) holds at least one certificate and that they
+/// all parse. (The crate would take a `ca` without any as an empty trust
+/// store that refuses every server, and find a bad client certificate only
+/// when connecting.)
+fn certificates(option: &str, pem: Option<&[u8]>) -> Result<(), Error> {
+  use rustls::pki_types::pem::PemObject;
+  use rustls::pki_types::CertificateDer;
+  let Some(pem) = pem else { return Ok(()) };
+  let mut count = 0;
+  let mut anchors = rustls::RootCertStore::empty();
+  for cert in CertificateDer::pem_slice_iter(pem) {
+    let cert =
+      cert.map_err(|e| Error::invalid_arg(format!("{option}: bad PEM certificate ({e})")))?;
+    // The same parse the crate's trust store makes (for a client
+    // certificate, an early check that it is a certificate at all).
+    anchors
+      .add(cert)
+      .map_err(|e| Error::invalid_arg(format!("{option}: unusable certificate ({e})")))?;
+    count += 1;
+  }
+  if count == 0 {
+    return Err(Error::invalid_arg(format!(
+      "{option} must hold a PEM certificate (-----BEGIN CERTIFICATE-----)"
+    )));
+  }
+  Ok(())
+}
+
+/// Checks that `key` parses and belongs to `cert` by building a throwaway
+/// rustls client configuration with them (the crate does the same only when
+/// it connects, where a bad key would read as "Redis unavailable").
+fn client_identity(cert: &[u8], key: &[u8]) -> Result<(), Error> {
+  use rustls::pki_types::pem::PemObject;
+  use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+  let chain = CertificateDer::pem_slice_iter(cert)
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| {
+      Error::invalid_arg(format!("options.redis.tls.cert: bad PEM certificate ({e})"))
+    })?;
+  let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+    Error::invalid_arg(format!(
+      "options.redis.tls.key must be an unencrypted PEM private key ({e})"
+    ))
+  })?;
+  rustls::ClientConfig::builder()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_client_auth_cert(chain, key)
     .map(|_| ())
-    .map_err(|e| Error::invalid_arg(format!("options.redis: invalid URL ({e})")))
+    .map_err(|e| {
+      Error::invalid_arg(format!(
+        "options.redis.tls.key must be the private key of options.redis.tls.cert ({e})"
+      ))
+    })
+}
+
+/// Makes `ring` rustls's process default (this addon's own copy of rustls:
+/// nothing outside it sees the choice). The crate's insecure mode reads the
+/// default provider; an `Err` means it is already installed.
+fn install_crypto_provider() {
+  // rustls 0.23.48 deprecates `ring`'s provider because it has no
+  // post-quantum key exchange; Redis servers (OpenSSL 3.0 in Redis 7) do
+  // not offer one either, and aws-lc-rs (which has it) is a much larger C
+  // build. Revisit with the crate's next TLS release.
+  #[allow(deprecated)]
+  let provider = rustls::crypto::ring::default_provider();
+  let _ = provider.install_default();
 }
 
 /// A user's hold on a [`Server`]: the runtime and connections stay while any
@@ -160,13 +318,17 @@ pub struct RedisHandle {
   server: Arc<Server>,
 }
 
-/// Opens (or shares) the connections to `url`.
+/// Opens (or shares) the connections to `url` with the TLS settings `tls`.
 ///
 /// # Errors
-/// [`ErrorCode::InvalidArg`] for a bad URL; [`ErrorCode::Internal`] if the
-/// runtime cannot start.
-pub fn open(url: &str) -> Result<RedisHandle, Error> {
-  check_url(url)?;
+/// [`ErrorCode::InvalidArg`] for a bad URL or TLS settings (see [`client`]);
+/// [`ErrorCode::Internal`] if the runtime cannot start.
+pub fn open(url: &str, tls: Option<&TlsOptions>) -> Result<RedisHandle, Error> {
+  let client = client(url, tls)?;
+  let key = ServerKey {
+    url: url.to_owned(),
+    tls: tls.filter(|t| **t != TlsOptions::default()).cloned(),
+  };
   let mut hub = HUB.lock();
   if hub.runtime.is_none() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -178,14 +340,12 @@ pub fn open(url: &str) -> Result<RedisHandle, Error> {
       .map_err(|e| Error::new(ErrorCode::Internal, format!("redis runtime: {e}")))?;
     hub.runtime = Some(runtime);
   }
-  let server = match hub.servers.get(url).and_then(Weak::upgrade) {
+  let server = match hub.servers.get(&key).and_then(Weak::upgrade) {
     Some(server) => server,
     None => {
-      let client = Client::open(url)
-        .map_err(|e| Error::invalid_arg(format!("options.redis: invalid URL ({e})")))?;
       let runtime = hub.runtime.as_ref().map(|r| r.handle().clone());
       let server = Arc::new(Server {
-        url: url.to_owned(),
+        key: key.clone(),
         client,
         runtime: runtime.ok_or_else(|| Error::new(ErrorCode::Internal, "no runtime"))?,
         conn: tokio::sync::Mutex::new(None),
@@ -198,7 +358,7 @@ pub fn open(url: &str) -> Result<RedisHandle, Error> {
         }),
         stats: ServerStats::default(),
       });
-      hub.servers.insert(url.to_owned(), Arc::downgrade(&server));
+      hub.servers.insert(key, Arc::downgrade(&server));
       server
     }
   };
@@ -211,7 +371,7 @@ impl Drop for RedisHandle {
     let mut hub = HUB.lock();
     hub.users -= 1;
     if Arc::strong_count(&self.server) == 1 {
-      hub.servers.remove(&self.server.url);
+      hub.servers.remove(&self.server.key);
       // Closing the subscriber: dropping the sink ends its stream task once
       // the runtime stops.
       self.server.subs.lock().sink = None;
@@ -558,16 +718,56 @@ mod tests {
   static SERIAL: Mutex<()> = Mutex::new(());
 
   #[test]
-  fn urls_are_checked() {
-    assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+  fn urls_and_tls_settings_are_checked() {
+    let code = |url: &str, tls: Option<&TlsOptions>| client(url, tls).err().map(|e| e.code);
+    assert_eq!(code("redis://127.0.0.1:6379/0", None), None);
+    assert_eq!(code("rediss://h:1/0", None), None);
+    assert_eq!(code("http://h", None), Some(ErrorCode::InvalidArg));
     assert_eq!(
-      check_url("rediss://h:1").unwrap_err().code,
-      ErrorCode::InvalidArg
+      code("rediss://h:1/#insecure", None),
+      Some(ErrorCode::InvalidArg)
     );
-    assert_eq!(
-      check_url("http://h").unwrap_err().code,
-      ErrorCode::InvalidArg
+    let insecure = TlsOptions {
+      insecure: true,
+      ..TlsOptions::default()
+    };
+    assert_eq!(code("rediss://h:1/0", Some(&insecure)), None);
+    // TLS settings need rediss://; an empty set is the same as none.
+    let err = client("redis://h:1/0", Some(&insecure)).err().unwrap();
+    assert!(err.message.contains("rediss://"), "{}", err.message);
+    assert_eq!(code("redis://h:1/0", Some(&TlsOptions::default())), None);
+    let no_pem = TlsOptions {
+      ca: Some(b"not a certificate".to_vec()),
+      ..TlsOptions::default()
+    };
+    let err = client("rediss://h:1/0", Some(&no_pem)).err().unwrap();
+    assert!(
+      err.message.contains("options.redis.tls.ca"),
+      "{}",
+      err.message
     );
+    let half = TlsOptions {
+      key: Some(b"k".to_vec()),
+      ..TlsOptions::default()
+    };
+    let err = client("rediss://h:1/0", Some(&half)).err().unwrap();
+    assert!(err.message.contains("together"), "{}", err.message);
+  }
+
+  #[test]
+  fn different_tls_settings_do_not_share_a_server() {
+    let _serial = SERIAL.lock();
+    let insecure = TlsOptions {
+      insecure: true,
+      ..TlsOptions::default()
+    };
+    let a = open("rediss://127.0.0.1:1/", None).unwrap();
+    let b = open("rediss://127.0.0.1:1/", Some(&insecure)).unwrap();
+    let c = open("rediss://127.0.0.1:1/", Some(&insecure.clone())).unwrap();
+    let d = open("rediss://127.0.0.1:1/", Some(&TlsOptions::default())).unwrap();
+    assert!(!Arc::ptr_eq(a.server(), b.server()));
+    assert!(Arc::ptr_eq(b.server(), c.server()));
+    assert!(Arc::ptr_eq(a.server(), d.server()));
   }
 
   #[test]
@@ -593,8 +793,8 @@ mod tests {
   fn the_runtime_lives_with_the_last_handle() {
     let _serial = SERIAL.lock();
     // A port nothing listens on: no connection is made by open().
-    let a = open("redis://127.0.0.1:1/").unwrap();
-    let b = open("redis://127.0.0.1:1/").unwrap();
+    let a = open("redis://127.0.0.1:1/", None).unwrap();
+    let b = open("redis://127.0.0.1:1/", None).unwrap();
     assert!(Arc::ptr_eq(a.server(), b.server()));
     assert!(runtime_running());
     drop(a);
@@ -606,7 +806,7 @@ mod tests {
   #[test]
   fn an_unreachable_server_is_unavailable_within_the_deadline() {
     let _serial = SERIAL.lock();
-    let h = open("redis://127.0.0.1:1/").unwrap();
+    let h = open("redis://127.0.0.1:1/", None).unwrap();
     let server = h.server().clone();
     let started = std::time::Instant::now();
     let result = server.runtime().clone().block_on(async {

@@ -2,10 +2,11 @@
 // loopback port, a temporary directory, no persistence. Debian package
 // `redis-server` (/usr/bin/redis-server); tests skip when it is missing.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, existsSync } from 'node:fs'
+import { mkdtempSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, connect } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 
 export const REDIS_SERVER = process.env.BULKHEAD_REDIS_SERVER ?? '/usr/bin/redis-server'
 
@@ -21,14 +22,21 @@ async function freePort() {
   return port
 }
 
-function ping(port) {
+function ping(port, tls) {
   return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1')
+    // With TLS, a readiness probe only: the certificate is not checked here
+    // (the tests check it through the addon).
+    const sock = tls
+      ? tlsConnect({
+        port, host: '127.0.0.1', rejectUnauthorized: false,
+        ...(tls.clientCert && { cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) }),
+      })
+      : connect(port, '127.0.0.1')
     let buf = ''
     const done = (ok) => { sock.destroy(); resolve(ok) }
     sock.setTimeout(500, () => done(false))
     sock.on('error', () => done(false))
-    sock.on('connect', () => sock.write('PING\r\n'))
+    sock.on(tls ? 'secureConnect' : 'connect', () => sock.write('PING\r\n'))
     sock.on('data', (d) => { buf += d; if (buf.includes('\r\n')) done(buf.startsWith('+PONG')) })
   })
 }
@@ -37,25 +45,43 @@ function ping(port) {
  * A running redis-server. `url` is its redis:// URL; `stop()` kills it and
  * removes its directory; `pause()`/`resume()` send SIGSTOP/SIGCONT; `restart()`
  * kills it (SIGKILL) and starts an empty one on the same port.
+ *
+ * `RedisServer.start({ tls })` serves TLS only (`--port 0 --tls-port <port>`)
+ * and `url` is `rediss://`: `tls` is `{ cert, key, ca, authClients,
+ * clientCert, clientKey }` (file paths, as from `makeCertificates`);
+ * `authClients: true` requires a client certificate signed by `ca`, and
+ * `clientCert`/`clientKey` are then what the readiness probe presents.
  */
 export class RedisServer {
-  static async start() {
-    const server = new RedisServer(await freePort())
+  static async start(options = {}) {
+    const server = new RedisServer(await freePort(), options)
     await server.#launch()
     return server
   }
 
   #child = null
+  #tls
 
-  constructor(port) {
+  constructor(port, { tls } = {}) {
     this.port = port
-    this.url = `redis://127.0.0.1:${port}/0`
+    this.#tls = tls
+    this.url = `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}/0`
     this.dir = mkdtempSync(join(tmpdir(), 'bulkhead-redis-'))
+  }
+
+  #listenArgs() {
+    const tls = this.#tls
+    if (!tls) return ['--port', String(this.port)]
+    return [
+      '--port', '0', '--tls-port', String(this.port),
+      '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca,
+      '--tls-auth-clients', tls.authClients ? 'yes' : 'no',
+    ]
   }
 
   async #launch() {
     const child = spawn(REDIS_SERVER, [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
+      ...this.#listenArgs(), '--bind', '127.0.0.1', '--dir', this.dir,
       '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--loglevel', 'warning',
     ], { stdio: ['ignore', 'ignore', 'inherit'] })
     this.#child = child
@@ -64,7 +90,7 @@ export class RedisServer {
     const deadline = Date.now() + 10_000
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode})`)
-      if (await ping(this.port)) return
+      if (await ping(this.port, this.#tls)) return
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     child.kill('SIGKILL')
@@ -93,5 +119,55 @@ export class RedisServer {
   async stop() {
     await this.kill()
     rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+export const OPENSSL = process.env.BULKHEAD_OPENSSL ?? '/usr/bin/openssl'
+
+/** Whether an openssl binary is available to make test certificates. */
+export const haveOpenssl = existsSync(OPENSSL) && spawnSync(OPENSSL, ['version']).status === 0
+
+/**
+ * Makes throwaway certificates in `dir` with openssl (EC P-256, valid for 2
+ * days): a CA; a server certificate for 127.0.0.1 and localhost and a client
+ * certificate, both signed by it; and a second CA that signed neither.
+ * Returns their file paths: `{ ca, serverCert, serverKey, clientCert,
+ * clientKey, otherCa }`.
+ */
+export function makeCertificates(dir) {
+  const run = (...args) => {
+    const r = spawnSync(OPENSSL, args, { cwd: dir, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`)
+  }
+  const write = (name, lines) => writeFileSync(join(dir, name), lines.join('\n') + '\n')
+  write('ca.ext', ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign',
+    'subjectKeyIdentifier=hash'])
+  write('server.ext', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=serverAuth', 'subjectAltName=IP:127.0.0.1,DNS:localhost'])
+  write('client.ext', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature',
+    'extendedKeyUsage=clientAuth'])
+  const request = (name) => {
+    run('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`)
+    run('req', '-new', '-key', `${name}.key`, '-subj', `/CN=bulkhead test ${name}`, '-out', `${name}.csr`)
+  }
+  const ca = (name) => {
+    request(name)
+    run('x509', '-req', '-in', `${name}.csr`, '-signkey', `${name}.key`, '-days', '2',
+      '-extfile', 'ca.ext', '-out', `${name}.crt`)
+  }
+  const leaf = (name, ext) => {
+    request(name)
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+      '-days', '2', '-extfile', ext, '-out', `${name}.crt`)
+  }
+  ca('ca')
+  ca('other-ca')
+  leaf('server', 'server.ext')
+  leaf('client', 'client.ext')
+  const path = (name) => join(dir, name)
+  return {
+    ca: path('ca.crt'), otherCa: path('other-ca.crt'),
+    serverCert: path('server.crt'), serverKey: path('server.key'),
+    clientCert: path('client.crt'), clientKey: path('client.key'),
   }
 }

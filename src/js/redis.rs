@@ -20,7 +20,7 @@ use redis::Script;
 
 use super::guard;
 use crate::error::Error;
-use crate::redis_hub::{self, RedisHandle, Reply};
+use crate::redis_hub::{self, RedisHandle, Reply, TlsOptions};
 
 /// A reply, or a failure delivered as an `Error` value with its `code` (the
 /// JS layer throws it): a deferred can only reject with napi's own status
@@ -87,6 +87,31 @@ struct Renewal {
   task: tokio::task::JoinHandle<()>,
 }
 
+/// TLS settings of a `rediss://` connection, checked and normalized by
+/// `lib/redis.js` (PEM as strings; internal).
+#[napi(object)]
+pub struct RedisTls {
+  /// PEM certificates of the CAs to trust instead of the bundled roots.
+  pub ca: Option<String>,
+  /// PEM client certificate (chain) for mutual TLS.
+  pub cert: Option<String>,
+  /// PEM private key of `cert`.
+  pub key: Option<String>,
+  /// `false` skips verifying the server (testing only). Default `true`.
+  pub reject_unauthorized: Option<bool>,
+}
+
+impl From<RedisTls> for TlsOptions {
+  fn from(tls: RedisTls) -> Self {
+    TlsOptions {
+      ca: tls.ca.map(String::into_bytes),
+      cert: tls.cert.map(String::into_bytes),
+      key: tls.key.map(String::into_bytes),
+      insecure: tls.reject_unauthorized == Some(false),
+    }
+  }
+}
+
 /// A handle on the process-wide connections to one Redis URL (internal).
 #[napi]
 pub struct RedisConnection {
@@ -113,13 +138,17 @@ impl RedisConnection {
 
 #[napi]
 impl RedisConnection {
-  /// Opens (or shares) the connections to `url`. Nothing is connected until
+  /// Opens (or shares) the connections to `url` with the TLS settings
+  /// `tls` (`rediss://` only). Instances share connections only when both
+  /// the URL and the TLS settings are the same. Nothing is connected until
   /// the first command.
   #[napi(constructor, catch_unwind)]
-  pub fn new(url: String) -> napi::Result<Self> {
+  pub fn new(url: String, tls: Option<RedisTls>) -> napi::Result<Self> {
+    let tls = tls.map(TlsOptions::from);
     Ok(Self {
       handle: Some(
-        redis_hub::open(&url).map_err(|e| napi::Error::new(Status::InvalidArg, e.message))?,
+        redis_hub::open(&url, tls.as_ref())
+          .map_err(|e| napi::Error::new(Status::InvalidArg, e.message))?,
       ),
       scripts: Vec::new(),
       renewals: Arc::new(Mutex::new(HashMap::new())),
