@@ -92,3 +92,17 @@ export function writeResults(name, data) {
   writeFileSync(file, `${JSON.stringify({ machine: machine(), ...data }, null, 2)}\n`)
   console.log(`\n(written to bench/results/${name}.json)`)
 }
+
+/**
+ * Prints a table whose cells are already formatted: `header` is the row of
+ * column names, `lines` the rows (arrays of strings, as wide as `header`).
+ * For tables that are not the ns/op-per-subject shape of printTable().
+ */
+export function printGrid(title, header, lines) {
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => String(line[i]).length)))
+  const format = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`
+  console.log(`\n### ${title}\n`)
+  console.log(format(header))
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
+  for (const line of lines) console.log(format(line))
+}

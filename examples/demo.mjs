@@ -4,21 +4,27 @@
 //   npm run demo              full run (about a minute on 2 cores)
 //   npm run demo -- --quick   smaller sizes (what the test runs)
 //   npm run demo -- --json    the same results as JSON
+//   npm run demo -- --only=redis-shared-quota   only the scenarios named (ids, comma-separated)
 //
 // Every dependency is simulated in this file (a database with a connection
 // cap, a session service, a flaky upstream), so nothing outside the process
-// is needed. Run with --expose-gc (the npm script does) for heap figures.
+// is needed, except for the last scenario (examples/redis-quota.mjs): it
+// starts a redis-server when one is installed and is reported as skipped,
+// with the install hint, when none is. Run with --expose-gc (the npm script
+// does) for heap figures.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
+import { scenario as redisQuota } from './redis-quota.mjs'
 
 const require = createRequire(import.meta.url)
 const args = new Set(process.argv.slice(2))
 const quick = args.has('--quick')
 const json = args.has('--json')
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')
 const native = require('../lib/native.js')
 
 const primitives = {
@@ -98,7 +104,8 @@ function burnCpu(ms) {
 
 // --- the scenarios ---------------------------------------------------------
 // Each returns { naive, bulkhead, unit, better } where `better` says which
-// direction is good for the figure ('lower' or 'higher').
+// direction is good for the figure ('lower' or 'higher'), or { skipped, hint }
+// when it cannot run here (the Redis scenario without a redis-server).
 
 const scenarios = [
   {
@@ -469,6 +476,8 @@ const scenarios = [
       }
     },
   },
+  // Distributed mode: four processes, one upstream quota, one Limiter on Redis.
+  redisQuota,
 ]
 
 // --- run and report --------------------------------------------------------
@@ -485,14 +494,27 @@ const missing = Object.entries(primitives)
   .filter(([, value]) => typeof value !== 'function')
   .map(([name]) => name)
 
+const unknown = only?.filter((id) => !scenarios.some((s) => s.id === id)) ?? []
+if (unknown.length) {
+  console.error(`--only: no scenario ${unknown.join(', ')} (ids: ${scenarios.map((s) => s.id).join(', ')})`)
+  process.exit(2)
+}
+
 const results = []
 const started = performance.now()
-for (const scenario of scenarios) {
+for (const [index, scenario] of scenarios.entries()) {
+  if (only && !only.includes(scenario.id)) continue
+  const n = index + 1 // the scenario's number in the table, with --only too
   const t0 = performance.now()
   try {
     const r = await scenario.run()
+    if (r.skipped) {
+      results.push({ n, id: scenario.id, title: scenario.title, what: scenario.what, skipped: r.skipped, hint: r.hint })
+      continue
+    }
     const ok = r.better === 'lower' ? r.bulkhead < r.naive : r.bulkhead > r.naive
     results.push({
+      n,
       id: scenario.id,
       title: scenario.title,
       what: scenario.what,
@@ -502,7 +524,7 @@ for (const scenario of scenarios) {
       ms: performance.now() - t0,
     })
   } catch (err) {
-    results.push({ id: scenario.id, title: scenario.title, what: scenario.what, error: String(err && err.message) })
+    results.push({ n, id: scenario.id, title: scenario.title, what: scenario.what, error: String(err && err.message) })
   }
 }
 
@@ -514,6 +536,7 @@ const report = {
   quick,
   missingPrimitives: missing,
   seconds: (performance.now() - started) / 1000,
+  skipped: results.filter((r) => r.skipped).map((r) => r.id),
   scenarios: results,
 }
 
@@ -523,14 +546,17 @@ if (json) {
   console.log(`bulkhead demo — Node ${report.node} on ${report.platform}, ${report.cpus} cores${quick ? ' (quick)' : ''}`)
   if (missing.length) console.log(`(not built yet: ${missing.join(', ')})`)
   console.log('')
-  const rows = results.map((r, i) => [
-    String(i + 1),
-    r.title,
-    r.error ? 'n/a' : formatFigure(r.unit, r.naive),
-    r.error ? `error: ${r.error}` : formatFigure(r.unit, r.bulkhead),
-    r.error ? '' : r.unit,
-    r.error ? '' : r.ok ? 'yes' : 'NO',
-  ])
+  const rows = results.map((r) => {
+    if (r.skipped) return [String(r.n), r.title, '-', '-', '', 'skipped']
+    return [
+      String(r.n),
+      r.title,
+      r.error ? 'n/a' : formatFigure(r.unit, r.naive),
+      r.error ? `error: ${r.error}` : formatFigure(r.unit, r.bulkhead),
+      r.error ? '' : r.unit,
+      r.error ? '' : r.ok ? 'yes' : 'NO',
+    ]
+  })
   const header = ['#', 'trap', 'naive', 'bulkhead', 'figure', 'removed']
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
   const line = (cells) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`
@@ -538,7 +564,10 @@ if (json) {
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
   for (const row of rows) console.log(line(row))
   console.log('')
-  for (const [i, r] of results.entries()) console.log(`${i + 1}. ${r.what}${r.note ? ` (${r.note})` : ''}`)
+  for (const r of results) {
+    const detail = r.skipped ? `skipped: ${r.skipped}; ${r.hint}` : r.note
+    console.log(`${r.n}. ${r.what}${detail ? ` (${detail})` : ''}`)
+  }
   console.log(`\n${report.seconds.toFixed(1)} s. API reference: README.md.`)
 }
 process.exitCode = results.some((r) => r.error) ? 1 : 0
