@@ -319,7 +319,7 @@ export declare class RedisConnection {
   stopRenewal(renewalId: number): void
   /**
    * Calls `onMessage(payload)` for every message on `channel`, and
-   * `onMessage(null)` after the subscriber reconnected (messages may have
+   * `onMessage(null)` once subscribed and after the subscriber reconnected (messages may have
    * been missed). Returns the subscription id.
    */
   subscribe(channel: string, onMessage: (arg: string | undefined | null) => void): number

@@ -140,7 +140,7 @@ test('an unreachable Redis is ERR_UNAVAILABLE within commandTimeout, never a han
   }
 })
 
-test('pub/sub delivers messages, and tells listeners after a resubscribe', { skip }, async () => {
+test('pub/sub tells listeners when their subscription is confirmed, delivers messages, and tells them after a resubscribe', { skip }, async () => {
   const c = new RedisClient(server.url)
   const got = []
   let notify
@@ -148,12 +148,23 @@ test('pub/sub delivers messages, and tells listeners after a resubscribe', { ski
   try {
     let wait = next()
     c.subscribe('{t}:wake', (m) => { got.push(m); notify?.() })
-    // The subscriber connects lazily; publish until it has subscribed.
-    for (let i = 0; i < 50 && got.length === 0; i++) {
-      await c.command('PUBLISH', '{t}:wake', 'hello')
-      await Promise.race([wait, sleep(100)])
-    }
-    assert.equal(got[0], 'hello')
+    // The subscriber connects lazily; once Redis confirmed the subscription
+    // the listener hears null (anything published before was missed), and
+    // from then on every message.
+    for (let i = 0; i < 50 && got.length === 0; i++) await Promise.race([wait, sleep(100)])
+    assert.deepEqual(got, [null], 'told once subscribed, before any message')
+    wait = next()
+    await c.command('PUBLISH', '{t}:wake', 'hello')
+    for (let i = 0; i < 50 && got.length === 1; i++) await Promise.race([wait, sleep(100)])
+    assert.deepEqual(got, [null, 'hello'])
+    // A second channel on the connected subscriber is confirmed the same way.
+    const second = []
+    c.subscribe('{t}:other', (m) => second.push(m))
+    for (let i = 0; i < 50 && second.length === 0; i++) await sleep(20)
+    assert.deepEqual(second, [null])
+    await c.command('PUBLISH', '{t}:other', 'two')
+    for (let i = 0; i < 50 && second.length === 1; i++) await sleep(20)
+    assert.deepEqual(second, [null, 'two'])
     // Redis killed and restarted empty: the subscriber reconnects, listeners
     // get null (messages may have been missed), then messages again.
     got.length = 0

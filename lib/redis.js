@@ -155,7 +155,7 @@ class RedisClient {
 
   stopRenewal(renewalId) { this.#conn.stopRenewal(renewalId) }
 
-  /** `onMessage(payload)`; `onMessage(null)` after a subscriber reconnect. */
+  /** `onMessage(payload)`; `onMessage(null)` once the subscription is confirmed and after a reconnect (messages before it were missed). */
   subscribe(channel, onMessage) {
     return this.#conn.subscribe(channel, (payload) => onMessage(payload))
   }

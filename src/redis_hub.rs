@@ -568,7 +568,8 @@ impl Server {
   }
 
   /// Calls `listener` with every message published on `channel` (and with
-  /// `None` after the subscriber reconnects). Returns an id for
+  /// `None` once the subscription is confirmed, and again after the
+  /// subscriber reconnects). Returns an id for
   /// [`Server::unsubscribe`].
   pub fn subscribe(self: &Arc<Self>, channel: &str, listener: Listener) -> u64 {
     let mut subs = self.subs.lock();
@@ -580,9 +581,14 @@ impl Server {
     if let Some(sink) = subs.sink.clone() {
       if first {
         let channel = channel.to_owned();
+        let weak = Arc::downgrade(self);
         self.runtime.spawn(async move {
           let mut sink = sink;
-          let _ = sink.subscribe(channel).await;
+          if sink.subscribe(channel.as_str()).await.is_ok() {
+            if let Some(server) = weak.upgrade() {
+              server.confirm(&[channel]);
+            }
+          }
         });
       }
     } else if !subs.connecting {
@@ -591,6 +597,23 @@ impl Server {
       self.runtime.spawn(subscriber_loop(weak));
     }
     id
+  }
+
+  /// Tells the listeners of `channels` `None` once Redis confirmed their
+  /// subscription: a message published before that was not delivered, so a
+  /// listener that was told to expect one checks again.
+  fn confirm(&self, channels: &[String]) {
+    let listeners: Vec<Listener> = {
+      let subs = self.subs.lock();
+      channels
+        .iter()
+        .filter_map(|c| subs.channels.get(c))
+        .flat_map(|l| l.iter().map(|(_, f)| f.clone()))
+        .collect()
+    };
+    for f in listeners {
+      f(None);
+    }
   }
 
   /// Removes a listener; the channel is unsubscribed with its last one.
@@ -613,12 +636,12 @@ impl Server {
 }
 
 /// Keeps the subscriber connected while the server lives and has channels:
-/// connects, subscribes to every channel, dispatches messages; after a
-/// disconnect, waits (100 ms, doubling to 2 s), reconnects and tells every
-/// listener `None` (it may have missed messages).
+/// connects, subscribes to every channel, tells their listeners `None`
+/// (anything published before the subscription was missed), dispatches
+/// messages; after a disconnect, waits (100 ms, doubling to 2 s) and starts
+/// over.
 async fn subscriber_loop(weak: Weak<Server>) {
   let mut backoff = Duration::from_millis(100);
-  let mut reconnect = false;
   loop {
     let Some(server) = weak.upgrade() else { return };
     let pubsub =
@@ -627,7 +650,6 @@ async fn subscriber_loop(weak: Weak<Server>) {
       drop(server);
       tokio::time::sleep(backoff).await;
       backoff = (backoff * 2).min(Duration::from_secs(2));
-      reconnect = true;
       continue;
     };
     let (mut sink, mut stream) = pubsub.split();
@@ -657,26 +679,24 @@ async fn subscriber_loop(weak: Weak<Server>) {
         .cloned()
         .collect();
       if let Some(sink) = subs.sink.clone() {
+        let weak = weak.clone();
         server.runtime.spawn(async move {
           let mut sink = sink;
+          let mut confirmed = Vec::new();
           for c in missing {
-            let _ = sink.subscribe(c).await;
+            if sink.subscribe(c.as_str()).await.is_ok() {
+              confirmed.push(c);
+            }
+          }
+          if let Some(server) = weak.upgrade() {
+            server.confirm(&confirmed);
           }
         });
       }
     }
-    if reconnect {
-      let listeners: Vec<Listener> = server
-        .subs
-        .lock()
-        .channels
-        .values()
-        .flat_map(|l| l.iter().map(|(_, f)| f.clone()))
-        .collect();
-      for f in listeners {
-        f(None);
-      }
-    }
+    // Subscribed (first time, or again after a disconnect): messages sent
+    // before now were missed, so every listener checks again.
+    server.confirm(&channels);
     drop(server);
     while let Some(msg) = stream.next().await {
       let Some(server) = weak.upgrade() else { return };
@@ -704,7 +724,6 @@ async fn subscriber_loop(weak: Weak<Server>) {
       }
       subs.connecting = true;
     }
-    reconnect = true;
     drop(server);
     tokio::time::sleep(backoff).await;
   }

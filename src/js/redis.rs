@@ -78,7 +78,7 @@ fn ms(ms: f64) -> Duration {
   }
 }
 
-/// `(channel payload or null after a reconnect)`.
+/// `(channel payload, or null once subscribed and after a reconnect)`.
 type MessageFn = ThreadsafeFunction<Option<String>, (), Option<String>, Status, false, true>;
 /// Called with the renewal id when a lease is lost.
 type LostFn = ThreadsafeFunction<u32, (), u32, Status, false, true>;
@@ -295,7 +295,7 @@ impl RedisConnection {
   }
 
   /// Calls `onMessage(payload)` for every message on `channel`, and
-  /// `onMessage(null)` after the subscriber reconnected (messages may have
+  /// `onMessage(null)` once subscribed and after the subscriber reconnected (messages may have
   /// been missed). Returns the subscription id.
   #[napi(catch_unwind)]
   pub fn subscribe(
