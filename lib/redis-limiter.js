@@ -11,17 +11,27 @@
 // and no local method gains a branch.
 //
 // State in Redis, every key under one hash tag `{name}` (one Cluster slot):
-//   P:h  ZSET  lease id -> expiry (Redis ms)         the permits held
-//   P:w  HASH  lease id -> weight
+//   P:h  ZSET  "lease id|weight" -> expiry (Redis ms)   the permits held
+//   P:u  STRING the sum of the weights held
 //   P:q  ZSET  waiter member -> -priority            the queue; equal scores
 //              order by member, which starts with a zero-padded arrival number
-//   P:m  HASH  waiter member -> "expiry|channel|weight"
-//   P:s  STRING arrival counter
-//   P:r  ZSET  start id -> start time (Redis ms): the rate limit's sliding
+//              and ends with the lease id the waiter will hold
+//   P:m  HASH  waiter member -> "expiry|channel|weight"; field '#': the
+//              arrival counter
+//   P:r  ZSET  lease id -> start time (Redis ms): the rate limit's sliding
 //              log, at most rate.limit entries
 // Time is Redis's (`TIME` in the scripts). A permit is a lease renewed from
 // the addon's Rust runtime while its task runs; a lease not renewed (its
-// process died) lapses, and the next script call frees it.
+// process died) lapses, and is freed when the permits run short.
+//
+// A permit that frees goes straight to the queue head that fits (the release
+// or leave script moves it into P:h and publishes its lease id on the
+// waiter's process channel): a waiting task costs one acquire and one
+// release, two round trips, however long it waits. A waiter whose wake-up
+// was missed finds its permit on its next check (the safety poll, or the
+// re-check every waiter makes when the subscription is confirmed). The
+// scripts touch only what changes: about 17 Redis commands per contended
+// task (docs/performance.md, "Distributed limit").
 const { randomUUID } = require('node:crypto')
 const { RedisClient } = require('./redis.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
@@ -50,52 +60,42 @@ const DEFAULT_LEASE = 30_000
 /** Longest wait between a waiter's own re-checks when no wake-up arrives. */
 const MAX_POLL = 1_000
 
-// Shared Lua: Redis time, purge of lapsed holders and waiters, and the wake-up
-// of the queue head when it fits.
+// Shared Lua. KEYS: holders, held weight, queue, waiter metadata, rate log.
+// ARGV[1..4]: concurrency, lease ms, rate limit, rate interval ms (0 = no rate
+// limit); the script's own arguments follow. Time is Redis's.
 const PRELUDE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local H, W, Q, M, S = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local lapsed = redis.call('ZRANGEBYSCORE', H, '-inf', now)
-for _, id in ipairs(lapsed) do redis.call('HDEL', W, id); redis.call('ZREM', H, id) end
-local function used()
-  local s = 0
-  for _, w in ipairs(redis.call('HVALS', W)) do s = s + tonumber(w) end
-  return s
+local H, U, Q, M, R = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local concurrency, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rlimit, rinterval = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function used() return tonumber(redis.call('GET', U) or '0') end
+-- Frees the permit \`holder\` ("lease id|weight") if held; returns whether it was.
+local function free(holder)
+  if redis.call('ZREM', H, holder) == 0 then return false end
+  redis.call('DECRBY', U, tonumber(string.match(holder, '|(%d+)$')))
+  return true
 end
-local function meta(member)
-  local m = redis.call('HGET', M, member)
-  if not m then return nil end
-  local e, ch, w = string.match(m, '^(%d+)|(.*)|(%d+)$')
-  return tonumber(e), ch, tonumber(w)
-end
--- Drops waiters at the head whose process stopped refreshing them, then wakes
--- the head if its weight fits.
-local function wake(concurrency)
-  for _ = 1, 16 do
-    local head = redis.call('ZRANGE', Q, 0, 0)[1]
-    if not head then return end
-    local e, ch, w = meta(head)
-    if e and e >= now then
-      if used() + w <= concurrency then redis.call('PUBLISH', ch, head) end
-      return
-    end
-    redis.call('ZREM', Q, head); redis.call('HDEL', M, head)
+-- The weight held once lapsed leases (their process stopped renewing them)
+-- are freed; a count left behind by a deleted holders key (a flushed or
+-- restarted Redis) is reset. Called only when the permits look short.
+local function purge()
+  for _, holder in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now, 'LIMIT', 0, 64)) do free(holder) end
+  local u = used()
+  if u ~= 0 and redis.call('EXISTS', H) == 0 then
+    redis.call('DEL', U)
+    return 0
   end
+  return u
 end
-`
-
-// ARGV: member ('' for a new caller), lease id, weight, concurrency, lease ms,
-// priority, channel, waiter ttl ms, notAfter (Redis ms; 0 = unknown),
-// rate limit, rate interval ms (0 = no rate limit).
-// Returns {1, now} acquired, {0, now, member, retryMs} queued (retryMs > 0:
-// the rate limit frees a start then), {-1, now} too late.
-const ACQUIRE = PRELUDE + `
-local member, id, weight, concurrency = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lease, priority, channel, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-local notAfter, rlimit, rinterval = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-if notAfter > 0 and now > notAfter then return {-1, now} end
-local R = KEYS[6]
+-- The weight held if \`w\` more permits fit (purging lapsed leases if they
+-- seem not to), else nil.
+local function room(w)
+  local u = used()
+  if u + w > concurrency then u = purge() end
+  if u + w <= concurrency then return u end
+  return nil
+end
 -- 0 if a start is allowed now, else ms until the rate limit allows one.
 local function rateWait()
   if rinterval <= 0 then return 0 end
@@ -104,62 +104,134 @@ local function rateWait()
   local oldest = redis.call('ZRANGE', R, 0, 0, 'WITHSCORES')
   return math.max(1, tonumber(oldest[2]) + rinterval - now + 1)
 end
-local rw = rateWait()
--- Every key expires when nobody uses the name for a while.
-for _, k in ipairs({Q, M, S}) do redis.call('PEXPIRE', k, math.max(lease, ttl) * 2) end
-local ahead
-if member == '' or not redis.call('ZSCORE', Q, member) then
-  ahead = redis.call('ZCOUNT', Q, '-inf', -priority)
-  if member == '' then
-    member = string.format('%016d', redis.call('INCR', S)) .. ':' .. id
+-- Lease \`id\` holds \`w\` permits (and, with a rate limit, one start); \`u\` is
+-- the weight held before.
+local function hold(id, w, u)
+  redis.call('ZADD', H, now + lease, id .. '|' .. w)
+  redis.call('PEXPIRE', H, lease * 2)
+  redis.call('SET', U, u + w, 'PX', lease * 2)
+  if rinterval > 0 then
+    redis.call('ZADD', R, now, id)
+    redis.call('PEXPIRE', R, rinterval * 2)
   end
-  if ahead > 0 or used() + weight > concurrency or rw > 0 then
-    redis.call('ZADD', Q, -priority, member)
-    redis.call('HSET', M, member, (now + ttl) .. '|' .. channel .. '|' .. weight)
-    return {0, now, member, rw}
-  end
-else
-  ahead = redis.call('ZRANK', Q, member)
-  if ahead > 0 or used() + weight > concurrency or rw > 0 then
-    redis.call('HSET', M, member, (now + ttl) .. '|' .. channel .. '|' .. weight)
-    if ahead > 0 then wake(concurrency) end
-    return {0, now, member, ahead > 0 and 0 or rw}
-  end
-  redis.call('ZREM', Q, member); redis.call('HDEL', M, member)
 end
-if rinterval > 0 then
-  redis.call('ZADD', R, now, id)
-  redis.call('PEXPIRE', R, rinterval * 2)
+-- Hands free permits to the queue: grants the head while it fits (its lease
+-- id, the end of its member, is published on its process's channel), drops
+-- waiters whose process stopped refreshing them, and tells a head held back
+-- only by the rate limit to check again ('?' .. lease id).
+local function wake()
+  local u = used()
+  for _ = 1, 16 do
+    if u >= concurrency then return end
+    local head = redis.call('ZRANGE', Q, 0, 0)[1]
+    if not head then return end
+    local m = redis.call('HGET', M, head)
+    local e, ch, w
+    if m then e, ch, w = string.match(m, '^(%d+)|(.*)|(%d+)$') end
+    if e and tonumber(e) >= now then
+      w = tonumber(w)
+      if u + w > concurrency then return end
+      local id = string.sub(head, 18)
+      if rateWait() > 0 then
+        redis.call('PUBLISH', ch, '?' .. id)
+        return
+      end
+      redis.call('ZREM', Q, head); redis.call('HDEL', M, head)
+      hold(id, w, u)
+      u = u + w
+      redis.call('PUBLISH', ch, id)
+    else
+      redis.call('ZREM', Q, head); redis.call('HDEL', M, head)
+    end
+  end
 end
-redis.call('ZADD', H, now + lease, id)
-redis.call('HSET', W, id, weight)
-redis.call('PEXPIRE', H, lease * 2); redis.call('PEXPIRE', W, lease * 2)
-wake(concurrency)
-return {1, now}
 `
 
-// ARGV: lease id, concurrency. Frees the permit and wakes the head.
+// ARGV[5..]: member ('' for a new caller), lease id, weight, priority,
+// channel, notAfter (Redis ms; 0 = unknown).
+// Returns {1, now} acquired (also when a release handed the permit over),
+// {0, now, member, retryMs} queued (retryMs > 0: the rate limit frees a start
+// then), {-1, now} too late.
+const ACQUIRE = PRELUDE + `
+local member, id, weight = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local priority, channel, notAfter = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+if notAfter > 0 and now > notAfter then return {-1, now} end
+local holder = id .. '|' .. weight
+local function queued(rw, refresh)
+  redis.call('HSET', M, member, (now + lease) .. '|' .. channel .. '|' .. weight)
+  -- Every key expires when nobody uses the name for a while (a queue with
+  -- waiters is refreshed by their checks).
+  if refresh then redis.call('PEXPIRE', Q, lease * 2); redis.call('PEXPIRE', M, lease * 2) end
+  return {0, now, member, rw}
+end
+if member ~= '' then
+  if redis.call('ZSCORE', H, holder) then
+    -- Handed over while this waiter was not listening.
+    redis.call('ZADD', H, 'XX', now + lease, holder)
+    return {1, now}
+  end
+  if not redis.call('ZSCORE', Q, member) then member = '' end
+end
+if member == '' then
+  local rw = 0
+  local first = redis.call('ZCOUNT', Q, '-inf', -priority) == 0
+  local u = first and room(weight)
+  if u then
+    rw = rateWait()
+    if rw == 0 then
+      hold(id, weight, u)
+      return {1, now}
+    end
+  end
+  member = string.format('%016d', redis.call('HINCRBY', M, '#', 1)) .. ':' .. id
+  redis.call('ZADD', Q, -priority, member)
+  return queued(rw, first)
+end
+-- Queued already (a safety poll or a re-check): at the head and fitting,
+-- take it; otherwise hand free permits on (a head that lapsed may be
+-- holding up the queue).
+local u = room(weight)
+if u and redis.call('ZRANK', Q, member) == 0 then
+  local rw = rateWait()
+  if rw == 0 then
+    redis.call('ZREM', Q, member); redis.call('HDEL', M, member)
+    hold(id, weight, u)
+    wake()
+    return {1, now}
+  end
+  return queued(rw, true)
+end
+if u then wake() end
+return queued(0, true)
+`
+
+// ARGV[5]: "lease id|weight". Frees the permit and hands it on.
 const RELEASE = PRELUDE + `
-local had = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-wake(tonumber(ARGV[2]))
-return {had, now}
+local had = free(ARGV[5])
+if had then wake() end
+return {had and 1 or 0, now}
 `
 
-// ARGV: member, concurrency. A waiter that leaves (abort, timeout).
+// ARGV[5]: member, ARGV[6]: weight. A waiter that leaves (abort, timeout,
+// pause): out of the queue, and a permit handed to it meanwhile goes on to
+// the next.
 const LEAVE = PRELUDE + `
-redis.call('ZREM', Q, ARGV[1]); redis.call('HDEL', M, ARGV[1])
-wake(tonumber(ARGV[2]))
+redis.call('ZREM', Q, ARGV[5]); redis.call('HDEL', M, ARGV[5])
+free(string.sub(ARGV[5], 18) .. '|' .. ARGV[6])
+wake()
 return {1, now}
 `
 
-// KEYS: holders, weights. ARGV: lease id, lease ms. 0 = the lease is gone.
+// KEYS: holders, held weight. ARGV: "lease id|weight", lease ms.
+// 0 = the lease is gone.
 const RENEW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local e = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not e or tonumber(e) < now then
-  redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1])
+  if e and redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+    redis.call('DECRBY', KEYS[2], tonumber(string.match(ARGV[1], '|(%d+)$')))
+  end
   return 0
 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
@@ -248,7 +320,10 @@ class Waiter {
     this.queueDeadline = queueDeadline
     this.timeout = timeout
     this.queueTimeout = queueTimeout
+    this.lease = '' // the lease id it asks for (a new one each time it joins the queue)
     this.member = '' // its entry in the Redis queue, once it has one
+    this.granted = false // a release handed it the permit (a message said so)
+    this.recheck = false // a message may have been missed: ask Redis before sleeping
     this.stop = 0 // why it stopped waiting (STOP_*), 0 while it waits
     this.counted = true // in pendingCount
     this.wake = undefined // ends the current sleep
@@ -280,7 +355,8 @@ class RedisLimiter extends Limiter {
   #seq = 0
   #ids = { acquire: 0, release: 0, leave: 0, renew: 0 }
   #waiting = new Set() // Waiter
-  #wakeups = new Map() // Redis queue member -> wake()
+  #byLease = new Map() // lease id asked for -> Waiter, while it may be handed a permit
+  #joins = 0
   #subscription = undefined
   #active = 0
   #held = 0 // weight of this process's permits not yet given back
@@ -353,7 +429,7 @@ class RedisLimiter extends Limiter {
     this.#lease = lease
     this.#onRedisDown = onRedisDown
     const p = `${keyPrefix}limiter:{${name}}`
-    this.#keys = [`${p}:h`, `${p}:w`, `${p}:q`, `${p}:m`, `${p}:s`, `${p}:r`]
+    this.#keys = [`${p}:h`, `${p}:u`, `${p}:q`, `${p}:m`, `${p}:r`]
     this.#channel = `${p}:wake:${this.#token}`
     this.#ids.acquire = this.#client.script(ACQUIRE)
     this.#ids.release = this.#client.script(RELEASE)
@@ -391,16 +467,48 @@ class RedisLimiter extends Limiter {
     this.#redisOffset = now - performance.now()
   }
 
+  // The process's channel: a lease id (its permit was handed over), '?' and a
+  // lease id (check again: the rate limit frees a start), or null (subscribed
+  // or resubscribed: anything sent before was missed, so every waiter checks).
   #subscribe() {
     if (this.#subscription !== undefined) return
-    this.#subscription = this.#client.subscribe(this.#channel, (member) => {
-      if (member === null) {
-        // The subscriber reconnected: wake-ups may be lost; everyone re-checks.
-        for (const wake of this.#wakeups.values()) wake()
-      } else {
-        this.#wakeups.get(member)?.()
+    this.#subscription = this.#client.subscribe(this.#channel, (message) => {
+      if (message === null) {
+        for (const task of this.#byLease.values()) {
+          task.recheck = true
+          task.wake?.()
+        }
+        return
       }
+      const check = message.startsWith('?')
+      const task = this.#byLease.get(check ? message.slice(1) : message)
+      if (task === undefined) return
+      if (check) task.recheck = true
+      else task.granted = true
+      task.wake?.()
     })
+  }
+
+  // The lease id the task asks for from now on. A new one each time it joins
+  // the queue, so a permit handed to an entry it left is never taken for
+  // its own (the leave script passes that permit on).
+  #newLease(task) {
+    if (task.lease !== '') this.#byLease.delete(task.lease)
+    task.lease = `${task.id}:${++this.#joins}`
+    task.granted = false
+    this.#byLease.set(task.lease, task)
+  }
+
+  // Out of the queue (and out of a permit handed over meanwhile).
+  #leaveQueue(task) {
+    if (task.member !== '') {
+      this.#leave(task.member, task.weight)
+      task.member = ''
+    }
+    this.#byLease.delete(task.lease)
+    task.lease = ''
+    task.granted = false
+    task.recheck = false
   }
 
   /**
@@ -468,15 +576,17 @@ class RedisLimiter extends Limiter {
       })
     } catch (err) {
       if (err?.code !== codes.UNAVAILABLE) throw err
-      this.#cleanUp(task.id)
+      this.#byLease.delete(task.lease)
+      this.#cleanUp(`${task.lease}|${task.weight}`)
       return this.#whenDown(err, fn, options)
     } finally {
       signal?.removeEventListener('abort', onAbort)
+      if (task.stop !== 0) this.#byLease.delete(task.lease)
       this.#unpend(task)
       task.resolve = task.reject = task.wake = task.signal = undefined
     }
     this.#wait.record(performance.now() - task.since)
-    return this.#runHolding(task.id, weight, fn, signal, deadline, timeout)
+    return this.#runHolding(`${task.lease}|${weight}`, weight, fn, signal, deadline, timeout)
   }
 
   // Ends a task's wait: its caller is rejected at once; its acquire loop
@@ -524,16 +634,15 @@ class RedisLimiter extends Limiter {
     return task.stop !== 0
   }
 
-  // The task's wait: acquire in Redis (queueing there), sleep until woken,
-  // acquire again; leave the Redis queue while paused or once stopped.
-  // Resolves when the permit is this task's; rejects with ERR_UNAVAILABLE.
+  // The task's wait: acquire in Redis (queueing there), sleep until a
+  // release hands the permit over (or a check is due); leave the Redis queue
+  // while paused or once stopped. Resolves when the permit is this task's
+  // (task.lease is its id); rejects with ERR_UNAVAILABLE.
   async #acquire(task) {
+    this.#subscribe()
     for (;;) {
       if (this.#expired(task) || this.#paused) {
-        if (task.member !== '') {
-          this.#leave(task.member)
-          task.member = ''
-        }
+        this.#leaveQueue(task)
         if (task.stop !== 0) return
         // Paused: wait here, out of the Redis queue (where this process's
         // waiter at the head would hold up every other process), until
@@ -541,48 +650,54 @@ class RedisLimiter extends Limiter {
         await this.#sleep(task, Math.min(task.deadline, task.queueDeadline) - performance.now())
         continue
       }
+      if (task.granted) return this.#granted(task)
+      if (task.lease === '') this.#newLease(task)
+      task.recheck = false
       const reply = await this.#client.eval(this.#ids.acquire, this.#keys, [
-        task.member, task.id, task.weight, this.#concurrency, this.#lease, task.priority, this.#channel,
-        this.#lease, this.#notAfter(), this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
+        this.#concurrency, this.#lease, this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
+        task.member, task.lease, task.weight, task.priority, this.#channel, this.#notAfter(),
       ])
       this.#seen(reply[1])
-      if (reply[0] === 1) {
-        // Granted (the script took the member out of the queue).
-        task.member = ''
-        if (task.stop === 0 && !this.#paused) {
-          this.#held += task.weight
-          return
-        }
+      if (reply[0] === 1 || task.granted) {
+        if (task.stop === 0 && !this.#paused) return this.#granted(task)
         // Stopped or paused meanwhile: the permit goes back.
-        this.#release(task.id)
+        this.#release(`${task.lease}|${task.weight}`)
+        task.member = ''
+        this.#byLease.delete(task.lease)
+        task.lease = ''
+        task.granted = false
         continue
       }
       if (reply[0] === -1) {
         throw errorFor(codes.UNAVAILABLE, 'redis unavailable: the acquire ran after its deadline')
       }
       task.member = reply[2]
-      if (this.#expired(task) || this.#paused) continue
+      if (task.recheck) continue
       const retryMs = reply[3]
       const poll = retryMs > 0 ? retryMs : Math.min(MAX_POLL, this.#lease / 3)
       await this.#sleep(task, Math.min(poll, Math.min(task.deadline, task.queueDeadline) - performance.now()))
     }
   }
 
-  // Until a wake-up (a message for its member, resume(), a stop) or `ms`.
+  #granted(task) {
+    this.#byLease.delete(task.lease)
+    task.member = ''
+    task.granted = false
+    this.#held += task.weight
+  }
+
+  // Until a wake-up (the permit handed over, a check, resume(), a stop) or `ms`.
   #sleep(task, ms) {
-    if (task.member !== '') this.#subscribe()
+    if (task.granted || task.recheck) return Promise.resolve()
     return new Promise((resolve) => {
       let timer
-      const member = task.member
       const wake = () => {
         if (task.wake !== wake) return
         task.wake = undefined
         clearTimeout(timer)
-        if (member !== '') this.#wakeups.delete(member)
         resolve()
       }
       task.wake = wake
-      if (member !== '') this.#wakeups.set(member, wake)
       // A deadline wait keeps the process alive, as local mode's does.
       if (ms !== Number.POSITIVE_INFINITY) timer = setTimeout(wake, Math.max(0, Math.min(2 ** 31 - 1, ms)))
     })
@@ -590,16 +705,22 @@ class RedisLimiter extends Limiter {
 
   // Leave the queue in Redis (best effort: a waiter we fail to remove lapses
   // after one lease, since we stop refreshing it).
-  #leave(member) {
+  #leave(member, weight) {
     this.#busy++
-    this.#client.eval(this.#ids.leave, this.#keys, [member, this.#concurrency]).catch(() => {})
-      .finally(() => this.#settled())
+    this.#script(this.#ids.leave, member, weight).catch(() => {}).finally(() => this.#settled())
   }
 
-  #release(id) {
+  // `holder`: "lease id|weight".
+  #release(holder) {
     this.#busy++
-    this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).catch(() => {})
-      .finally(() => this.#settled())
+    this.#script(this.#ids.release, holder).catch(() => {}).finally(() => this.#settled())
+  }
+
+  // A release or leave: the shared arguments, then the script's own.
+  #script(id, ...args) {
+    return this.#client.eval(id, this.#keys, [
+      this.#concurrency, this.#lease, this.#rate?.limit ?? 0, this.#rate?.interval ?? 0, ...args,
+    ])
   }
 
   #settled() {
@@ -630,7 +751,7 @@ class RedisLimiter extends Limiter {
     }
   }
 
-  async #runHolding(id, weight, fn, signal, deadline, timeout) {
+  async #runHolding(holder, weight, fn, signal, deadline, timeout) {
     this.#active++
     this.#stats.acquired++
     const started = performance.now()
@@ -657,7 +778,7 @@ class RedisLimiter extends Limiter {
       }, Math.max(0, deadline - performance.now()))
     }
     const renewal = this.#client.startRenewal(this.#ids.renew, this.#keys.slice(0, 2),
-      [id, this.#lease], this.#lease / 3, this.#lease, () => {
+      [holder, this.#lease], this.#lease / 3, this.#lease, () => {
         this.#stats.lostLeases++
         abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#label})`))
       })
@@ -671,8 +792,7 @@ class RedisLimiter extends Limiter {
       this.#active--
       this.#held -= weight
       this.#notify()
-      this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).catch(() => {})
-        .finally(() => this.#settled())
+      this.#script(this.#ids.release, holder).catch(() => {}).finally(() => this.#settled())
     })
     try {
       return await Promise.race([work, early])
@@ -692,7 +812,7 @@ class RedisLimiter extends Limiter {
     // just after it (it sat in the old connection's buffer).
     const attempt = () => {
       if (performance.now() > until || this.#closed) return
-      this.#client.eval(this.#ids.release, this.#keys, [id, this.#concurrency]).then(
+      this.#script(this.#ids.release, id).then(
         () => { if (++successes < 2) setTimeout(attempt, 1000).unref() },
         () => setTimeout(attempt, 200).unref(),
       )
