@@ -292,9 +292,10 @@ export declare class RedisConnection {
    * Opens (or shares) the connections to `url` with the TLS settings
    * `tls` (`rediss://` only). Instances share connections only when both
    * the URL and the TLS settings are the same. Nothing is connected until
-   * the first command.
+   * the first command; opening a connection gives up after
+   * `connectTimeoutMs` (and never outlasts the command's own deadline).
    */
-  constructor(url: string, tls?: RedisTls | undefined | null)
+  constructor(url: string, tls: RedisTls | undefined | null, connectTimeoutMs: number)
   /** Whether the process's Redis runtime is running (test hook). */
   static runtimeRunning(): boolean
   /**

@@ -182,6 +182,36 @@ test('pub/sub tells listeners when their subscription is confirmed, delivers mes
   }
 })
 
+test('connectTimeout bounds opening a connection, within commandTimeout', async () => {
+  // A server that accepts the TCP connection and never answers: the client's
+  // connection set-up waits on it.
+  const { createServer } = await import('node:net')
+  const sockets = new Set()
+  const silent = createServer((socket) => { sockets.add(socket); socket.on('error', () => {}) })
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  const url = `redis://127.0.0.1:${silent.address().port}`
+  const fast = new RedisClient({ url, commandTimeout: 5000, connectTimeout: 100 })
+  const slow = new RedisClient({ url: `${url}/1`, commandTimeout: 300 })
+  try {
+    await assert.rejects(fast.command('PING'), (err) => {
+      assert.equal(err.code, 'ERR_UNAVAILABLE')
+      assert.match(err.message, /connect.*no connection within 100 ms/)
+      return true
+    })
+    // Without connectTimeout, the command's deadline bounds connecting.
+    await assert.rejects(slow.command('PING'), (err) => {
+      assert.equal(err.code, 'ERR_UNAVAILABLE')
+      assert.match(err.message, /within 300 ms/)
+      return true
+    })
+  } finally {
+    fast.close()
+    slow.close()
+    for (const socket of sockets) socket.destroy()
+    silent.close()
+  }
+})
+
 test('a closed client rejects with ERR_CLOSED', { skip }, async () => {
   const c = new RedisClient(server.url)
   c.close()

@@ -119,7 +119,7 @@ class RedisClient {
     this.options = parseRedisOption(options)
     try {
       // Connections are shared per URL *and* TLS settings (src/redis_hub.rs).
-      this.#conn = new RedisConnection(this.options.url, this.options.tls)
+      this.#conn = new RedisConnection(this.options.url, this.options.tls, this.options.connectTimeout)
     } catch (err) {
       throw new TypeError(err.message.startsWith('options.redis') ? err.message : `options.redis: ${err.message}`)
     }

@@ -97,6 +97,27 @@ pub struct ServerStats {
   pub lost_leases: AtomicU64,
 }
 
+/// How long one command may take: `command` bounds the whole call,
+/// connecting included; `connect` bounds opening a connection within it (the
+/// `redis` option's `commandTimeout` and `connectTimeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+  /// The whole command, connecting included.
+  pub command: Duration,
+  /// Opening the connection, when the command has to.
+  pub connect: Duration,
+}
+
+impl Deadlines {
+  /// `command` for both.
+  pub fn new(command: Duration) -> Self {
+    Self {
+      command,
+      connect: command,
+    }
+  }
+}
+
 /// A pub/sub callback: receives the message payload, or `None` after the
 /// subscriber connection was re-established (messages may have been missed).
 pub type Listener = Arc<dyn Fn(Option<Vec<u8>>) + Send + Sync>;
@@ -426,7 +447,7 @@ impl Server {
     &self.runtime
   }
 
-  async fn connection(&self) -> Result<(u64, MultiplexedConnection), Error> {
+  async fn connection(&self, connect: Duration) -> Result<(u64, MultiplexedConnection), Error> {
     let mut guard = self.conn.lock().await;
     if let Some((generation, conn)) = guard.as_ref() {
       return Ok((*generation, conn.clone()));
@@ -434,11 +455,20 @@ impl Server {
     // No response timeout inside the client: the caller's deadline bounds
     // the whole command, connecting included.
     let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    let conn = self
-      .client
-      .get_multiplexed_async_connection_with_config(&config)
-      .await
-      .map_err(|e| unavailable("connect", e))?;
+    let conn = tokio::time::timeout(
+      connect,
+      self
+        .client
+        .get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(|_| {
+      unavailable(
+        "connect",
+        format!("no connection within {} ms", connect.as_millis()),
+      )
+    })?
+    .map_err(|e| unavailable("connect", e))?;
     self.stats.connects.fetch_add(1, Ordering::Relaxed);
     let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
     *guard = Some((generation, conn.clone()));
@@ -507,15 +537,18 @@ impl Server {
     }
   }
 
-  /// Runs one command within `timeout`.
+  /// Runs one command within `deadlines`.
   ///
   /// # Errors
   /// [`ErrorCode::Unavailable`] if Redis cannot be reached or does not answer
   /// in time; [`ErrorCode::Internal`] for an error reply.
-  pub async fn command(&self, cmd: Cmd, timeout: Duration) -> Result<Reply, Error> {
+  pub async fn command(&self, cmd: Cmd, deadlines: Deadlines) -> Result<Reply, Error> {
     self
-      .with_deadline(timeout, "command", async {
-        let (generation, mut conn) = self.connection().await.map_err(|e| (None, e))?;
+      .with_deadline(deadlines.command, "command", async {
+        let (generation, mut conn) = self
+          .connection(deadlines.connect)
+          .await
+          .map_err(|e| (None, e))?;
         self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         let value: Value = cmd
           .query_async(&mut conn)
@@ -527,7 +560,7 @@ impl Server {
   }
 
   /// Runs `script` by `EVALSHA`, loading it once on `NOSCRIPT`, within
-  /// `timeout`.
+  /// `deadlines`.
   ///
   /// # Errors
   /// As [`Server::command`].
@@ -536,11 +569,14 @@ impl Server {
     script: &Script,
     keys: &[String],
     args: &[String],
-    timeout: Duration,
+    deadlines: Deadlines,
   ) -> Result<Reply, Error> {
     self
-      .with_deadline(timeout, "script", async {
-        let (generation, mut conn) = self.connection().await.map_err(|e| (None, e))?;
+      .with_deadline(deadlines.command, "script", async {
+        let (generation, mut conn) = self
+          .connection(deadlines.connect)
+          .await
+          .map_err(|e| (None, e))?;
         let fail = |e: RedisError| (Some(generation), Self::map_err(e));
         let evalsha = || {
           let mut cmd = redis::cmd("EVALSHA");
@@ -830,7 +866,10 @@ mod tests {
     let started = std::time::Instant::now();
     let result = server.runtime().clone().block_on(async {
       server
-        .command(redis::cmd("PING"), Duration::from_millis(200))
+        .command(
+          redis::cmd("PING"),
+          Deadlines::new(Duration::from_millis(200)),
+        )
         .await
     });
     assert_eq!(result.unwrap_err().code, ErrorCode::Unavailable);

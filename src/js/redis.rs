@@ -20,7 +20,7 @@ use redis::Script;
 
 use super::guard;
 use crate::error::Error;
-use crate::redis_hub::{self, RedisHandle, Reply, TlsOptions};
+use crate::redis_hub::{self, Deadlines, RedisHandle, Reply, TlsOptions};
 
 /// A reply, or a failure delivered as an `Error` value with its `code` (the
 /// JS layer throws it): a deferred can only reject with napi's own status
@@ -120,11 +120,21 @@ pub struct RedisConnection {
   renewals: Arc<Mutex<HashMap<u32, Renewal>>>,
   next_renewal: u32,
   subscriptions: Vec<(String, u64)>,
+  /// Bounds opening a connection (the `connectTimeout` option).
+  connect_timeout: Duration,
 }
 
 impl RedisConnection {
   fn handle(&self) -> napi::Result<&RedisHandle> {
     self.handle.as_ref().ok_or_else(closed)
+  }
+
+  fn deadlines(&self, timeout_ms: f64) -> Deadlines {
+    let command = ms(timeout_ms);
+    Deadlines {
+      command,
+      connect: self.connect_timeout.min(command),
+    }
   }
 
   fn script(&self, id: u32) -> napi::Result<Arc<Script>> {
@@ -141,9 +151,10 @@ impl RedisConnection {
   /// Opens (or shares) the connections to `url` with the TLS settings
   /// `tls` (`rediss://` only). Instances share connections only when both
   /// the URL and the TLS settings are the same. Nothing is connected until
-  /// the first command.
+  /// the first command; opening a connection gives up after
+  /// `connectTimeoutMs` (and never outlasts the command's own deadline).
   #[napi(constructor, catch_unwind)]
-  pub fn new(url: String, tls: Option<RedisTls>) -> napi::Result<Self> {
+  pub fn new(url: String, tls: Option<RedisTls>, connect_timeout_ms: f64) -> napi::Result<Self> {
     let tls = tls.map(TlsOptions::from);
     Ok(Self {
       handle: Some(
@@ -154,6 +165,7 @@ impl RedisConnection {
       renewals: Arc::new(Mutex::new(HashMap::new())),
       next_renewal: 1,
       subscriptions: Vec::new(),
+      connect_timeout: ms(connect_timeout_ms),
     })
   }
 
@@ -180,9 +192,9 @@ impl RedisConnection {
     for a in &args {
       cmd.arg(a);
     }
-    let timeout = ms(timeout_ms);
+    let deadlines = self.deadlines(timeout_ms);
     server.runtime().clone().spawn(async move {
-      settle(deferred, server.command(cmd, timeout).await);
+      settle(deferred, server.command(cmd, deadlines).await);
       drop(server);
       drop(hold);
     });
@@ -210,9 +222,12 @@ impl RedisConnection {
     let server = hold.server().clone();
     let script = self.script(id)?;
     let (deferred, promise): (Deferred, _) = env.create_deferred()?;
-    let timeout = ms(timeout_ms);
+    let deadlines = self.deadlines(timeout_ms);
     server.runtime().clone().spawn(async move {
-      settle(deferred, server.eval(&script, &keys, &args, timeout).await);
+      settle(
+        deferred,
+        server.eval(&script, &keys, &args, deadlines).await,
+      );
       drop(server);
       drop(hold);
     });
@@ -249,14 +264,14 @@ impl RedisConnection {
     self.next_renewal = self.next_renewal.wrapping_add(1).max(1);
     let interval = ms(interval_ms);
     let lease = ms(lease_ms);
-    let timeout = ms(timeout_ms);
+    let deadlines = self.deadlines(timeout_ms);
     let renewals = Arc::downgrade(&self.renewals);
     let runtime = server.runtime().clone();
     let task = runtime.spawn(async move {
       let mut last_ok = tokio::time::Instant::now();
       loop {
         tokio::time::sleep(interval).await;
-        let result = server.eval(&script, &keys, &args, timeout).await;
+        let result = server.eval(&script, &keys, &args, deadlines).await;
         server
           .stats
           .renewals
