@@ -43,9 +43,24 @@ export function formatNs(ns) {
 
 // An estimate of rendered text width (no font metrics in a dependency-free
 // renderer): generous for a proportional sans-serif face.
-const textWidth = (text, size) => String(text).length * size * 0.56
+const textWidth = (text, size) => String(text).length * size * 0.6
 
 const num = (x) => String(Math.round(x * 10) / 10)
+
+/** Splits `line` at spaces into lines of at most `width` (estimated) pixels. */
+function wrap(line, width, size) {
+  const lines = []
+  let current = ''
+  for (const word of String(line).split(' ')) {
+    const next = current ? `${current} ${word}` : word
+    if (current && textWidth(next, size) > width) {
+      lines.push(current)
+      current = word
+    } else current = next
+  }
+  lines.push(current)
+  return lines
+}
 
 function text(x, y, content, { size = TEXT_SIZE, anchor = 'start', weight, fill = '#222', cls } = {}) {
   const attrs = [`x="${num(x)}"`, `y="${num(y)}"`, `font-size="${size}"`]
@@ -86,17 +101,18 @@ export function renderBarChart(chart) {
   const labelWidth = Math.min(280, Math.max(60, ...allBars.map((bar) => textWidth(bar.subject, TEXT_SIZE)))) + 10
   const tailWidth = Math.min(
     380,
-    Math.max(80, ...allBars.map((bar) => textWidth(`${bar.text}  ${bar.ratio?.text ?? ''}`, TEXT_SIZE))),
+    // the ratio is bold: a tenth wider
+    Math.max(80, ...allBars.map((bar) => textWidth(bar.text, TEXT_SIZE) + (bar.ratio ? 8 + 1.1 * textWidth(bar.ratio.text, TEXT_SIZE) : 0))),
   )
   const barX = MARGIN + labelWidth
   const barSpan = WIDTH - MARGIN - barX - tailWidth - 8
 
-  const captionLines = [].concat(chart.caption ?? [])
+  const captionLines = [].concat(chart.caption ?? []).flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
   const scaleNote =
     scale === 'row'
       ? `each row's bars are scaled to its longest bar${auto ? ' (the rows differ more than 20-fold)' : ''}`
       : 'one scale for all bars'
-  const subtitleLines = [chart.subtitle, scaleNote].filter(Boolean)
+  const subtitleLines = [chart.subtitle, scaleNote].filter(Boolean).flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
 
   const out = []
   let y = MARGIN + TITLE_SIZE
@@ -129,8 +145,10 @@ export function renderBarChart(chart) {
       y += BAR_HEIGHT + BAR_GAP
     }
     if (row.note) {
-      y += SMALL_SIZE
-      out.push(text(barX, y, row.note, { size: SMALL_SIZE, fill: '#555', cls: 'note' }))
+      for (const line of wrap(row.note, WIDTH - MARGIN - barX, SMALL_SIZE)) {
+        y += SMALL_SIZE + 2
+        out.push(text(barX, y, line, { size: SMALL_SIZE, fill: '#555', cls: 'note' }))
+      }
       y += 4
     }
     out.push('</g>')
@@ -191,7 +209,9 @@ export function benchTableChart(table, machine, { source } = {}) {
           const bar = { subject, value, text: formatNs(value) }
           if (subject !== baseline && typeof base === 'number' && base > 0) {
             const ratio = value / base
-            bar.ratio = { text: `${subject} / ${baseline} = ${ratio.toFixed(2)}x`, good: ratio >= 1 }
+            // No colour: a subject may be a peer or a variant of the baseline
+            // (Limiter +timeout), and above 1 means a win only for a peer.
+            bar.ratio = { text: `${subject} / ${baseline} = ${formatRatio(ratio)}` }
           }
           return bar
         }),
@@ -210,9 +230,19 @@ export function benchTableChart(table, machine, { source } = {}) {
   })
 }
 
-/** A file-name slug: lower case, runs of other characters as one `-`, at most `max` characters. */
+/** A table's ratio as printed (1.08x); below 0.1, two significant digits (0.0031x, where the table says 0.00x). */
+export function formatRatio(x) {
+  return `${x >= 0.1 || x === 0 ? x.toFixed(2) : x.toPrecision(2)}x`
+}
+
+/**
+ * A file-name slug: parenthesised asides dropped (unless nothing else is
+ * left), lower case, runs of other characters as one `-`, at most `max`
+ * characters.
+ */
 export function slug(text, max = 48) {
-  let s = String(text)
+  const bare = String(text).replace(/\([^)]*\)/g, ' ')
+  let s = (/[a-z0-9]/i.test(bare) ? bare : String(text))
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')
