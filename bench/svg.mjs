@@ -90,29 +90,33 @@ export function renderBarChart(chart) {
   const subjects = chart.subjects
   const color = (subject) => COLORS[Math.max(0, subjects.indexOf(subject)) % COLORS.length]
   const rows = chart.rows
-  const rowMax = rows.map((row) => Math.max(0, ...row.bars.map((bar) => bar.value)))
+  // A value that is not a finite number draws no bar (its text still prints).
+  const length = (value) => (Number.isFinite(value) && value > 0 ? value : 0)
+  const rowMax = rows.map((row) => Math.max(0, ...row.bars.map((bar) => length(bar.value))))
   const positive = rowMax.filter((m) => m > 0)
   const auto = (chart.scale ?? 'auto') === 'auto'
-  let scale = chart.scale ?? 'auto'
-  if (auto) scale = positive.length && Math.max(...positive) / Math.min(...positive) > 20 ? 'row' : 'shared'
+  const spread = positive.length ? Math.max(...positive) / Math.min(...positive) : 1
+  const scale = auto ? (spread > 20 ? 'row' : 'shared') : chart.scale
   const sharedMax = Math.max(0, ...positive)
 
   const allBars = rows.flatMap((row) => row.bars)
   const labelWidth = Math.min(280, Math.max(60, ...allBars.map((bar) => textWidth(bar.subject, TEXT_SIZE)))) + 10
+  // (textWidth's estimate is wide enough for the bold ratio too)
   const tailWidth = Math.min(
-    380,
-    // the ratio is bold: a tenth wider
-    Math.max(80, ...allBars.map((bar) => textWidth(bar.text, TEXT_SIZE) + (bar.ratio ? 8 + 1.1 * textWidth(bar.ratio.text, TEXT_SIZE) : 0))),
+    420,
+    Math.max(80, ...allBars.map((bar) => textWidth(bar.text, TEXT_SIZE) + (bar.ratio ? 8 + textWidth(bar.ratio.text, TEXT_SIZE) : 0))),
   )
   const barX = MARGIN + labelWidth
   const barSpan = WIDTH - MARGIN - barX - tailWidth - 8
 
-  const captionLines = [].concat(chart.caption ?? []).flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
+  const caption = [].concat(chart.caption ?? [])
+  const captionLines = caption.flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
   const scaleNote =
     scale === 'row'
       ? `each row's bars are scaled to its longest bar${auto ? ' (the rows differ more than 20-fold)' : ''}`
       : 'one scale for all bars'
-  const subtitleLines = [chart.subtitle, scaleNote].filter(Boolean).flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
+  const subtitle = [chart.subtitle, scaleNote].filter(Boolean)
+  const subtitleLines = subtitle.flatMap((line) => wrap(line, WIDTH - 2 * MARGIN, SMALL_SIZE))
 
   const out = []
   let y = MARGIN + TITLE_SIZE
@@ -130,19 +134,27 @@ export function renderBarChart(chart) {
     y += 6
     const max = scale === 'row' ? rowMax[index] : sharedMax
     for (const bar of row.bars) {
-      const length = max > 0 && bar.value > 0 ? Math.max(1, (bar.value / max) * barSpan) : 0
+      const width = max > 0 && length(bar.value) > 0 ? Math.max(1, (bar.value / max) * barSpan) : 0
       const mid = y + BAR_HEIGHT / 2 + TEXT_SIZE * 0.35
       out.push(text(barX - 8, mid, bar.subject, { anchor: 'end', cls: 'subject' }))
       out.push(
-        `<rect class="bar" x="${num(barX)}" y="${num(y)}" width="${num(length)}" height="${BAR_HEIGHT}" fill="${color(bar.subject)}"><title>${escapeXml(`${bar.subject}: ${bar.text}`)}</title></rect>`,
+        `<rect class="bar" x="${num(barX)}" y="${num(y)}" width="${num(width)}" height="${BAR_HEIGHT}" fill="${color(bar.subject)}"><title>${escapeXml(`${bar.subject}: ${bar.text}`)}</title></rect>`,
       )
-      const valueX = barX + length + 6
+      const valueX = barX + width + 6
       out.push(text(valueX, mid, bar.text, { cls: 'value' }))
+      y += BAR_HEIGHT + BAR_GAP
       if (bar.ratio) {
         const fill = bar.ratio.good === true ? '#1e7b34' : bar.ratio.good === false ? '#b3261e' : '#333'
-        out.push(text(valueX + textWidth(bar.text, TEXT_SIZE) + 8, mid, bar.ratio.text, { weight: 'bold', fill, cls: 'ratio' }))
+        const ratioX = valueX + textWidth(bar.text, TEXT_SIZE) + 8
+        if (ratioX + textWidth(bar.ratio.text, TEXT_SIZE) <= WIDTH - MARGIN) {
+          out.push(text(ratioX, mid, bar.ratio.text, { weight: 'bold', fill, cls: 'ratio' }))
+        } else {
+          // too long for the space right of the bar: on a line of its own, under it
+          y += TEXT_SIZE
+          out.push(text(barX, y, bar.ratio.text, { weight: 'bold', fill, cls: 'ratio' }))
+          y += BAR_GAP + 2
+        }
       }
-      y += BAR_HEIGHT + BAR_GAP
     }
     if (row.note) {
       for (const line of wrap(row.note, WIDTH - MARGIN - barX, SMALL_SIZE)) {
@@ -167,7 +179,7 @@ export function renderBarChart(chart) {
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${WIDTH} ${height}" width="${WIDTH}" height="${height}" role="img" aria-labelledby="chart-title chart-desc" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif">`,
     `<title id="chart-title">${escapeXml(chart.title)}</title>`,
-    `<desc id="chart-desc">${escapeXml([...subtitleLines, ...captionLines].join('. '))}</desc>`,
+    `<desc id="chart-desc">${escapeXml([...subtitle, ...caption].join('. '))}</desc>`,
     `<rect x="0" y="0" width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
     ...out,
     '</svg>',
