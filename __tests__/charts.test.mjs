@@ -271,3 +271,17 @@ test('npm run demo -- --svg=<dir> draws the trap table: a naive and a bulkhead b
   assert.ok(caption.includes(`Node ${process.version}`), caption)
   assert.ok(caption.includes('quick'), caption)
 })
+
+test('the charts in docs/charts are well-formed, say where they were measured, and docs/performance.md shows each', () => {
+  const dir = path.join(root, 'docs/charts')
+  const files = readdirSync(dir).filter((f) => f.endsWith('.svg'))
+  assert.ok(files.includes('demo-traps.svg'), files.join(', '))
+  const doc = readFileSync(path.join(root, 'docs/performance.md'), 'utf8')
+  for (const file of files) {
+    const svg = readSvg(path.join(dir, file))
+    assert.ok(byClass(svg, 'rect', 'bar').length > 0, file)
+    const caption = byClass(svg, 'text', 'caption').map(textOf).join(' ')
+    assert.match(caption, /^Node v\d+\.\d+\.\d+ · [\w-]+ · .* · \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC/, `${file}: ${caption}`)
+    assert.ok(doc.includes(`](charts/${file})`), `docs/performance.md does not show ${file}`)
+  }
+})
