@@ -1,11 +1,22 @@
 // The benchmark harness: every subject of a case (bulkhead and its peers) is
 // measured in the same process, runs interleaved so machine drift hits all of
 // them alike, and the median of the runs is reported. Results print as a
-// table and are written as JSON under bench/results/.
+// table and are written as JSON under bench/results/ (or BENCH_RESULTS_DIR),
+// with every printTable() table in it, so charts can be drawn from the run.
 import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { formatNs } from './svg.mjs'
 
 export const quick = process.env.BENCH_QUICK === '1'
+
+/** Where writeResults() puts its JSON: BENCH_RESULTS_DIR, else bench/results/. */
+export const resultsDir = path.resolve(process.env.BENCH_RESULTS_DIR || fileURLToPath(new URL('./results/', import.meta.url)))
+
+// Every table printTable() printed in this process, in order, in the shape
+// bench/svg.mjs charts: writeResults() saves them beside the raw rows.
+const tables = []
 
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
@@ -42,12 +53,6 @@ export async function compare(caseName, subjects, { iterations, runs = 7, warmup
   return result
 }
 
-function formatNs(ns) {
-  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`
-  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} us`
-  return `${ns.toFixed(1)} ns`
-}
-
 /**
  * Prints one table: a row per case, a column per subject (ns/op), and for
  * each peer the ratio `peer ns / baseline ns` (above 1: the baseline is faster).
@@ -71,6 +76,16 @@ export function printTable(title, rows, { baseline } = {}) {
   console.log(format(header))
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`)
   for (const line of lines) console.log(format(line))
+  tables.push({
+    title,
+    unit: 'ns/op',
+    baseline: baseline ?? null,
+    subjects: labels,
+    rows: rows.map((row) => ({
+      case: row.case,
+      values: Object.fromEntries(labels.filter((l) => row.subjects[l]).map((l) => [l, row.subjects[l].nsPerOp])),
+    })),
+  })
 }
 
 export function machine() {
@@ -84,13 +99,16 @@ export function machine() {
   }
 }
 
-/** Writes `bench/results/<name>.json`. */
+/**
+ * Writes `<resultsDir>/<name>.json`: the machine, `data`, and `tables`, the
+ * tables printTable() printed (title, unit, baseline, subjects, and per row
+ * the case and each subject's ns/op).
+ */
 export function writeResults(name, data) {
-  const dir = new URL('./results/', import.meta.url)
-  mkdirSync(dir, { recursive: true })
-  const file = new URL(`${name}.json`, dir)
-  writeFileSync(file, `${JSON.stringify({ machine: machine(), ...data }, null, 2)}\n`)
-  console.log(`\n(written to bench/results/${name}.json)`)
+  mkdirSync(resultsDir, { recursive: true })
+  const file = path.join(resultsDir, `${name}.json`)
+  writeFileSync(file, `${JSON.stringify({ machine: machine(), ...data, tables }, null, 2)}\n`)
+  console.log(`\n(written to ${path.relative(process.cwd(), file) || file})`)
 }
 
 /**

@@ -5,6 +5,7 @@
 //   npm run demo -- --quick   smaller sizes (what the test runs)
 //   npm run demo -- --json    the same results as JSON
 //   npm run demo -- --only=redis-shared-quota   only the scenarios named (ids, comma-separated)
+//   npm run demo -- --svg[=dir]   also draw the trap table as dir/demo-traps.svg (default docs/charts/)
 //
 // Every dependency is simulated in this file (a database with a connection
 // cap, a session service, a flaky upstream), so nothing outside the process
@@ -14,10 +15,14 @@
 // does) for heap figures.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { setMaxListeners } from 'node:events'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
+import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
+import { demoChart } from '../bench/svg.mjs'
 import { scenario as redisQuota } from './redis-quota.mjs'
 
 const require = createRequire(import.meta.url)
@@ -25,6 +30,8 @@ const args = new Set(process.argv.slice(2))
 const quick = args.has('--quick')
 const json = args.has('--json')
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')
+const svgArg = process.argv.find((a) => a === '--svg' || a.startsWith('--svg='))
+const svgDir = svgArg && (svgArg === '--svg' ? fileURLToPath(new URL('../docs/charts/', import.meta.url)) : path.resolve(svgArg.slice('--svg='.length)))
 const native = require('../lib/native.js')
 
 const primitives = {
@@ -569,5 +576,12 @@ if (json) {
     console.log(`${r.n}. ${r.what}${detail ? ` (${detail})` : ''}`)
   }
   console.log(`\n${report.seconds.toFixed(1)} s. API reference: README.md.`)
+}
+if (svgDir) {
+  mkdirSync(svgDir, { recursive: true })
+  const file = path.join(svgDir, 'demo-traps.svg')
+  writeFileSync(file, demoChart(report, formatFigure, { cpu: os.cpus()[0]?.model }))
+  // stderr, so that --json output stays one JSON document
+  console.error(`(chart written to ${path.relative(process.cwd(), file) || file})`)
 }
 process.exitCode = results.some((r) => r.error) ? 1 : 0
