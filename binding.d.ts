@@ -309,11 +309,36 @@ export declare class RedisConnection {
   /** Runs script `id` by `EVALSHA` (reloading it after `NOSCRIPT`). */
   eval(id: number, keys: Array<string>, args: Array<string>, timeoutMs: number): object
   /**
+   * Registers keys and leading arguments that every `evalWith` call of
+   * this handle repeats; returns the keyset id.
+   */
+  registerKeyset(keys: Array<string>, args: Array<string>): number
+  /**
+   * Runs script `id` with keyset `keyset`'s keys, its arguments and then
+   * `args`: `eval` without converting the unchanging strings on every call.
+   */
+  evalWith(id: number, keyset: number, args: Array<string>, timeoutMs: number): object
+  /**
+   * Sets how `startRenewal` renews this handle's leases: every
+   * `intervalMs`, script `id` runs with `keys` and `[lease, leaseMs]`; a
+   * reply of `0` means the lease is gone, and so does failing to renew for
+   * `leaseMs` (counted from the last success): then `onLost(renewalId)` is
+   * called once and renewing that lease stops. One callback for every
+   * lease, so a task start creates no thread-safe function.
+   */
+  configureRenewal(id: number, keys: Array<string>, intervalMs: number, leaseMs: number, timeoutMs: number, onLost: (arg: number) => void): void
+  /**
+   * Renews `lease` from the addon's runtime thread as `configureRenewal`
+   * said, until `stopRenewal`. Returns the renewal id.
+   */
+  startLeaseRenewal(lease: string): number
+  /**
    * Renews a lease from the addon's runtime thread: every `intervalMs`,
    * runs script `id` with `keys`/`args`; a reply of `0` means the lease is
    * gone, and so does failing to renew for `leaseMs` (counted from the last
    * success): then `onLost(renewalId)` is called once and renewing stops.
-   * Returns the renewal id for `stopRenewal`.
+   * Returns the renewal id for `stopRenewal`. (For a lease per call site;
+   * many leases of one kind use `configureRenewal` + `startLeaseRenewal`.)
    */
   startRenewal(id: number, keys: Array<string>, args: Array<string>, intervalMs: number, leaseMs: number, timeoutMs: number, onLost: (arg: number) => void): number
   /** Stops renewing (the task's permit was released). */

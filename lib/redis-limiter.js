@@ -354,6 +354,8 @@ class RedisLimiter extends Limiter {
   #token = randomUUID()
   #seq = 0
   #ids = { acquire: 0, release: 0, leave: 0, renew: 0 }
+  #keyset = 0
+  #renewals = new Map() // renewal id -> what to do when its lease is lost
   #waiting = new Set() // Waiter
   #byLease = new Map() // lease id asked for -> Waiter, while it may be handed a permit
   #joins = 0
@@ -435,6 +437,11 @@ class RedisLimiter extends Limiter {
     this.#ids.release = this.#client.script(RELEASE)
     this.#ids.leave = this.#client.script(LEAVE)
     this.#ids.renew = this.#client.script(RENEW)
+    // Keys and the shared leading arguments cross into Rust once.
+    this.#keyset = this.#client.keyset(this.#keys,
+      [limit, lease, this.#rate?.limit ?? 0, this.#rate?.interval ?? 0])
+    this.#client.configureRenewal(this.#ids.renew, this.#keys.slice(0, 2), lease / 3, lease,
+      (renewal) => this.#renewals.get(renewal)?.())
   }
 
   /** The shared limiter's name. */
@@ -653,9 +660,8 @@ class RedisLimiter extends Limiter {
       if (task.granted) return this.#granted(task)
       if (task.lease === '') this.#newLease(task)
       task.recheck = false
-      const reply = await this.#client.eval(this.#ids.acquire, this.#keys, [
-        this.#concurrency, this.#lease, this.#rate?.limit ?? 0, this.#rate?.interval ?? 0,
-        task.member, task.lease, task.weight, task.priority, this.#channel, this.#notAfter(),
+      const reply = await this.#client.evalWith(this.#ids.acquire, this.#keyset, [
+        task.member, task.lease, String(task.weight), String(task.priority), this.#channel, String(this.#notAfter()),
       ])
       this.#seen(reply[1])
       if (reply[0] === 1 || task.granted) {
@@ -707,7 +713,7 @@ class RedisLimiter extends Limiter {
   // after one lease, since we stop refreshing it).
   #leave(member, weight) {
     this.#busy++
-    this.#script(this.#ids.leave, member, weight).catch(() => {}).finally(() => this.#settled())
+    this.#script(this.#ids.leave, member, String(weight)).catch(() => {}).finally(() => this.#settled())
   }
 
   // `holder`: "lease id|weight".
@@ -716,11 +722,9 @@ class RedisLimiter extends Limiter {
     this.#script(this.#ids.release, holder).catch(() => {}).finally(() => this.#settled())
   }
 
-  // A release or leave: the shared arguments, then the script's own.
+  // A release or leave: the shared arguments (the keyset's), then its own.
   #script(id, ...args) {
-    return this.#client.eval(id, this.#keys, [
-      this.#concurrency, this.#lease, this.#rate?.limit ?? 0, this.#rate?.interval ?? 0, ...args,
-    ])
+    return this.#client.evalWith(id, this.#keyset, args)
   }
 
   #settled() {
@@ -777,11 +781,11 @@ class RedisLimiter extends Limiter {
         abort(errorFor(codes.TIMEOUT, `${this.#label}: the task timed out after ${timeout} ms`))
       }, Math.max(0, deadline - performance.now()))
     }
-    const renewal = this.#client.startRenewal(this.#ids.renew, this.#keys.slice(0, 2),
-      [holder, this.#lease], this.#lease / 3, this.#lease, () => {
-        this.#stats.lostLeases++
-        abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#label})`))
-      })
+    const renewal = this.#client.startLeaseRenewal(holder)
+    this.#renewals.set(renewal, () => {
+      this.#stats.lostLeases++
+      abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#label})`))
+    })
     const work = (async () => fn(controller.signal))()
     this.#busy++
     // The permit is held until fn settles (an aborted fn may still be using
@@ -789,6 +793,7 @@ class RedisLimiter extends Limiter {
     work.then(() => this.#stats.completed++, () => this.#stats.rejected++).finally(() => {
       this.#run.record(performance.now() - started)
       this.#client.stopRenewal(renewal)
+      this.#renewals.delete(renewal)
       this.#active--
       this.#held -= weight
       this.#notify()

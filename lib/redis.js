@@ -147,6 +147,34 @@ class RedisClient {
     return check(await this.#conn.eval(id, keys, args.map(String), this.options.commandTimeout))
   }
 
+  /**
+   * Registers keys and leading arguments that every `evalWith` call repeats
+   * (converted once, not per call); returns the keyset id.
+   */
+  keyset(keys, args) {
+    return this.#conn.registerKeyset(keys, args.map(String))
+  }
+
+  /** Runs a script with a keyset's keys and arguments, then `args`. */
+  async evalWith(id, keyset, args) {
+    this.#open()
+    return check(await this.#conn.evalWith(id, keyset, args, this.options.commandTimeout))
+  }
+
+  /**
+   * How `startLeaseRenewal` renews: script `id` with `keys` and
+   * `[lease, leaseMs]` every `intervalMs`; `onLost(renewalId)` once for a
+   * lease that is lost.
+   */
+  configureRenewal(id, keys, intervalMs, leaseMs, onLost) {
+    this.#conn.configureRenewal(id, keys, intervalMs, leaseMs, this.options.commandTimeout, onLost)
+  }
+
+  /** Renews `lease` from Rust as configured; returns the renewal id for `stopRenewal`. */
+  startLeaseRenewal(lease) {
+    return this.#conn.startLeaseRenewal(lease)
+  }
+
   /** Renews from Rust; `onLost(id)` once if the lease is lost. */
   startRenewal(id, keys, args, intervalMs, leaseMs, onLost) {
     return this.#conn.startRenewal(id, keys, args.map(String), intervalMs, leaseMs,

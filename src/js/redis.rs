@@ -87,6 +87,23 @@ struct Renewal {
   task: tokio::task::JoinHandle<()>,
 }
 
+/// What every lease of one handle is renewed with (`configureRenewal`).
+struct RenewalPlan {
+  script: Arc<Script>,
+  keys: Arc<[String]>,
+  interval: Duration,
+  lease: Duration,
+  deadlines: Deadlines,
+  lost: Arc<LostFn>,
+}
+
+/// Keys and leading arguments that stay the same for every call of one
+/// instance (`registerKeyset`): passed once, not converted per call.
+struct Keyset {
+  keys: Arc<[String]>,
+  args: Arc<[String]>,
+}
+
 /// TLS settings of a `rediss://` connection, checked and normalized by
 /// `lib/redis.js` (PEM as strings; internal).
 #[napi(object)]
@@ -122,6 +139,8 @@ pub struct RedisConnection {
   subscriptions: Vec<(String, u64)>,
   /// Bounds opening a connection (the `connectTimeout` option).
   connect_timeout: Duration,
+  keysets: Vec<Keyset>,
+  renewal_plan: Option<RenewalPlan>,
 }
 
 impl RedisConnection {
@@ -166,6 +185,8 @@ impl RedisConnection {
       next_renewal: 1,
       subscriptions: Vec::new(),
       connect_timeout: ms(connect_timeout_ms),
+      keysets: Vec::new(),
+      renewal_plan: None,
     })
   }
 
@@ -234,13 +255,104 @@ impl RedisConnection {
     Ok(promise)
   }
 
+  /// Registers keys and leading arguments that every `evalWith` call of
+  /// this handle repeats; returns the keyset id.
+  #[napi(catch_unwind)]
+  pub fn register_keyset(&mut self, keys: Vec<String>, args: Vec<String>) -> u32 {
+    self.keysets.push(Keyset {
+      keys: keys.into(),
+      args: args.into(),
+    });
+    (self.keysets.len() - 1) as u32
+  }
+
+  /// Runs script `id` with keyset `keyset`'s keys, its arguments and then
+  /// `args`: `eval` without converting the unchanging strings on every call.
+  #[napi(catch_unwind)]
+  pub fn eval_with<'env>(
+    &self,
+    env: &'env Env,
+    id: u32,
+    keyset: u32,
+    args: Vec<String>,
+    timeout_ms: f64,
+  ) -> napi::Result<Object<'env>> {
+    let hold = self.handle()?.clone();
+    let server = hold.server().clone();
+    let script = self.script(id)?;
+    let set = self
+      .keysets
+      .get(keyset as usize)
+      .ok_or_else(|| napi::Error::new(Status::InvalidArg, "unknown keyset id"))?;
+    let keys = set.keys.clone();
+    let mut all = Vec::with_capacity(set.args.len() + args.len());
+    all.extend(set.args.iter().cloned());
+    all.extend(args);
+    let (deferred, promise): (Deferred, _) = env.create_deferred()?;
+    let deadlines = self.deadlines(timeout_ms);
+    server.runtime().clone().spawn(async move {
+      settle(deferred, server.eval(&script, &keys, &all, deadlines).await);
+      drop(server);
+      drop(hold);
+    });
+    Ok(promise)
+  }
+
+  /// Sets how `startRenewal` renews this handle's leases: every
+  /// `intervalMs`, script `id` runs with `keys` and `[lease, leaseMs]`; a
+  /// reply of `0` means the lease is gone, and so does failing to renew for
+  /// `leaseMs` (counted from the last success): then `onLost(renewalId)` is
+  /// called once and renewing that lease stops. One callback for every
+  /// lease, so a task start creates no thread-safe function.
+  #[napi(catch_unwind)]
+  pub fn configure_renewal(
+    &mut self,
+    id: u32,
+    keys: Vec<String>,
+    interval_ms: f64,
+    lease_ms: f64,
+    timeout_ms: f64,
+    on_lost: Function<u32, ()>,
+  ) -> napi::Result<()> {
+    let script = self.script(id)?;
+    let lost: LostFn = on_lost
+      .build_threadsafe_function::<u32>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()?;
+    self.renewal_plan = Some(RenewalPlan {
+      script,
+      keys: keys.into(),
+      interval: ms(interval_ms),
+      lease: ms(lease_ms),
+      deadlines: self.deadlines(timeout_ms),
+      lost: Arc::new(lost),
+    });
+    Ok(())
+  }
+
+  /// Renews `lease` from the addon's runtime thread as `configureRenewal`
+  /// said, until `stopRenewal`. Returns the renewal id.
+  #[napi(catch_unwind)]
+  pub fn start_lease_renewal(&mut self, lease: String) -> napi::Result<u32> {
+    let plan = self
+      .renewal_plan
+      .take()
+      .ok_or_else(|| napi::Error::new(Status::InvalidArg, "configureRenewal was not called"))?;
+    let args = vec![lease, plan.lease.as_millis().to_string()];
+    let id = self.spawn_renewal(&plan, args);
+    self.renewal_plan = Some(plan);
+    id
+  }
+
   /// Renews a lease from the addon's runtime thread: every `intervalMs`,
   /// runs script `id` with `keys`/`args`; a reply of `0` means the lease is
   /// gone, and so does failing to renew for `leaseMs` (counted from the last
   /// success): then `onLost(renewalId)` is called once and renewing stops.
-  /// Returns the renewal id for `stopRenewal`.
-  // One call per task start; a struct argument would cost an object read per
-  // field on the JS thread for no gain.
+  /// Returns the renewal id for `stopRenewal`. (For a lease per call site;
+  /// many leases of one kind use `configureRenewal` + `startLeaseRenewal`.)
+  // A struct argument would cost an object read per field on the JS thread
+  // for no gain.
   #[allow(clippy::too_many_arguments)]
   #[napi(catch_unwind)]
   pub fn start_renewal(
@@ -253,52 +365,20 @@ impl RedisConnection {
     timeout_ms: f64,
     on_lost: Function<u32, ()>,
   ) -> napi::Result<u32> {
-    let server = self.handle()?.server().clone();
-    let script = self.script(id)?;
     let lost: LostFn = on_lost
       .build_threadsafe_function::<u32>()
       .callee_handled::<false>()
       .weak::<true>()
       .build()?;
-    let renewal_id = self.next_renewal;
-    self.next_renewal = self.next_renewal.wrapping_add(1).max(1);
-    let interval = ms(interval_ms);
-    let lease = ms(lease_ms);
-    let deadlines = self.deadlines(timeout_ms);
-    let renewals = Arc::downgrade(&self.renewals);
-    let runtime = server.runtime().clone();
-    let task = runtime.spawn(async move {
-      let mut last_ok = tokio::time::Instant::now();
-      loop {
-        tokio::time::sleep(interval).await;
-        let result = server.eval(&script, &keys, &args, deadlines).await;
-        server
-          .stats
-          .renewals
-          .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let gone = match result {
-          Ok(Reply::Int(0)) => true,
-          Ok(_) => {
-            last_ok = tokio::time::Instant::now();
-            false
-          }
-          Err(_) => last_ok.elapsed() >= lease,
-        };
-        if gone {
-          server
-            .stats
-            .lost_leases
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-          if let Some(r) = renewals.upgrade() {
-            r.lock().remove(&renewal_id);
-          }
-          lost.call(renewal_id, ThreadsafeFunctionCallMode::NonBlocking);
-          return;
-        }
-      }
-    });
-    self.renewals.lock().insert(renewal_id, Renewal { task });
-    Ok(renewal_id)
+    let plan = RenewalPlan {
+      script: self.script(id)?,
+      keys: keys.into(),
+      interval: ms(interval_ms),
+      lease: ms(lease_ms),
+      deadlines: self.deadlines(timeout_ms),
+      lost: Arc::new(lost),
+    };
+    self.spawn_renewal(&plan, args)
   }
 
   /// Stops renewing (the task's permit was released).
@@ -379,10 +459,53 @@ impl RedisConnection {
 }
 
 impl RedisConnection {
+  /// Renews one lease with `plan` and `args` until stopped or lost.
+  fn spawn_renewal(&mut self, plan: &RenewalPlan, args: Vec<String>) -> napi::Result<u32> {
+    let server = self.handle()?.server().clone();
+    let renewal_id = self.next_renewal;
+    self.next_renewal = self.next_renewal.wrapping_add(1).max(1);
+    let (script, keys, lost) = (plan.script.clone(), plan.keys.clone(), plan.lost.clone());
+    let (interval, lease, deadlines) = (plan.interval, plan.lease, plan.deadlines);
+    let renewals = Arc::downgrade(&self.renewals);
+    let task = server.runtime().clone().spawn(async move {
+      let mut last_ok = tokio::time::Instant::now();
+      loop {
+        tokio::time::sleep(interval).await;
+        let result = server.eval(&script, &keys, &args, deadlines).await;
+        server
+          .stats
+          .renewals
+          .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gone = match result {
+          Ok(Reply::Int(0)) => true,
+          Ok(_) => {
+            last_ok = tokio::time::Instant::now();
+            false
+          }
+          Err(_) => last_ok.elapsed() >= lease,
+        };
+        if gone {
+          server
+            .stats
+            .lost_leases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+          if let Some(r) = renewals.upgrade() {
+            r.lock().remove(&renewal_id);
+          }
+          lost.call(renewal_id, ThreadsafeFunctionCallMode::NonBlocking);
+          return;
+        }
+      }
+    });
+    self.renewals.lock().insert(renewal_id, Renewal { task });
+    Ok(renewal_id)
+  }
+
   fn release(&mut self) {
     for (_, r) in self.renewals.lock().drain() {
       r.task.abort();
     }
+    self.renewal_plan = None;
     if let Some(handle) = self.handle.take() {
       for (channel, id) in self.subscriptions.drain(..) {
         handle.server().unsubscribe(&channel, id);
