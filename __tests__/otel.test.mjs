@@ -5,6 +5,7 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { setImmediate as tick } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -303,4 +304,32 @@ test('without @opentelemetry/api installed, bulkhead/otel throws an error naming
   const esm = run(['--input-type=module', '-e', "await import('bulkhead/otel')"])
   assert.notEqual(esm.status, 0)
   assert.match(esm.stderr, /bulkhead\/otel needs the optional peer dependency @opentelemetry\/api/)
+})
+
+test('the console-exporter example of docs/observability.md prints the instruments it says', () => {
+  // The readme test runs the block from a scratch app and checks that it
+  // exits cleanly; its output is the exporter's dump, checked here.
+  const markdown = readFileSync(new URL('../docs/observability.md', import.meta.url), 'utf8')
+  const marker = markdown.indexOf('<!-- unchecked-output:')
+  assert.ok(marker > 0 && marker < markdown.indexOf('## Prometheus'), 'the OpenTelemetry example is marked')
+  const start = markdown.indexOf('```js\n', marker) + 6
+  const code = markdown.slice(start, markdown.indexOf('\n```\n', start))
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: root, encoding: 'utf8', timeout: 30_000 })
+  assert.equal(result.status, 0, result.stderr)
+  const instruments = new Map()
+  for (const chunk of result.stdout.split(/^\{$/m)) {
+    const name = /name: '([^']+)'/.exec(chunk)?.[1]
+    if (name !== undefined) instruments.set(name, chunk)
+  }
+  const valueFor = (instrument, attributes) => {
+    const chunk = instruments.get(instrument)
+    assert.ok(chunk, `${instrument} was not printed`)
+    const m = new RegExp(`attributes: ${attributes.replace(/[{}.]/g, '\\$&')},[^}]*?value: ([\\d.]+)`).exec(chunk)
+    return m === null ? undefined : Number(m[1])
+  }
+  assert.equal(valueFor('bulkhead.limiter.completed', "{ 'bulkhead.primitive': 'limiter', 'bulkhead.name': 'db' }"), 5)
+  assert.equal(valueFor('bulkhead.cache.hits', "{ 'bulkhead.primitive': 'cache', 'bulkhead.name': 'users' }"), 1)
+  assert.equal(valueFor('bulkhead.cache.misses', "{ 'bulkhead.primitive': 'cache', 'bulkhead.name': 'users' }"), 5)
+  assert.equal(valueFor('bulkhead.cache.size', "{ 'bulkhead.primitive': 'cache', 'bulkhead.name': 'users' }"), 3)
 })
