@@ -67,7 +67,9 @@ test('a limiter is scraped with active, pending, refused, failed, timed-out and 
   const first = limiter.run(() => gate.promise)
   const second = limiter.run(() => 2)
   await assert.rejects(limiter.run(() => 3), { code: 'ERR_QUEUE_FULL' })
-  let { samples, types } = await scrape(register)
+  const scraped = await scrape(register)
+  let samples = scraped.samples
+  const types = scraped.types
   assert.equal(samples.get(key('bulkhead_limiter_active', name)), 1)
   assert.equal(samples.get(key('bulkhead_limiter_pending', name)), 1)
   assert.equal(samples.get(key('bulkhead_limiter_queue_full_total', name)), 1)
@@ -115,7 +117,9 @@ test('caches, single-flight groups and pools are scraped; unnamed instances add 
   const pool = new WorkerPool({ filename: fixture('pool-echo.js'), minThreads: 1, maxThreads: 1 })
   try {
     await pool.run(5, { name: 'spin' })
-    let { samples, types } = await scrape(register)
+    const scraped = await scrape(register)
+    let samples = scraped.samples
+    const types = scraped.types
     assert.equal(samples.get(key('bulkhead_cache_hits_total', { name: 'prom-cache' })), 1)
     assert.equal(samples.get(key('bulkhead_cache_evictions_total', { name: 'prom-cache' })), 1)
     assert.equal(samples.get(key('bulkhead_cache_size', { name: 'prom-cache' })), 1)
@@ -211,6 +215,22 @@ test('bad options throw a TypeError that names the option', () => {
 test('require and import of bulkhead/prometheus give the same function', () => {
   const require = createRequire(import.meta.url)
   assert.equal(require('bulkhead/prometheus').instrument, instrument)
+})
+
+test('only instances made after a metrics entry point is loaded are tracked (until then construction pays nothing)', () => {
+  const code = `
+    const { Limiter } = require('bulkhead')
+    const before = new Limiter({ name: 'made-before', concurrency: 1 })
+    const client = require('prom-client')
+    require('bulkhead/prometheus').instrument()
+    const after = new Limiter({ name: 'made-after', concurrency: 1 })
+    client.register.metrics().then((text) => {
+      console.log(text.includes('name="made-before"'), text.includes('name="made-after"'), before.name, after.name)
+    })`
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const result = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8', timeout: 30_000 })
+  assert.equal(result.status, 0, result.stderr)
+  assert.equal(result.stdout.trim(), 'false true made-before made-after')
 })
 
 test('without prom-client installed, bulkhead/prometheus throws an error naming it', (t) => {

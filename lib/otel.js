@@ -10,9 +10,14 @@
 
 const { typeError } = require('./errors.js')
 const { METRICS, QUANTILES, snapshot, loadPeer } = require('./metrics.js')
+const { enable } = require('./instances.js')
 const { version } = require('../package.json')
 
 const api = loadPeer('@opentelemetry/api', 'bulkhead/otel')
+
+// Loading this entry point opts the process in: instances made from now on
+// are tracked (lib/instances.js). Instances made before are not reported.
+enable()
 
 // OpenTelemetry's instrument name syntax.
 const NAME = /^[A-Za-z][\w.\-/]*$/

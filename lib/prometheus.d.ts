@@ -5,6 +5,9 @@
  * `prom-client`; importing this entry point without it throws an error that
  * names the package.
  *
+ * Loading this entry point starts tracking the instances made from then on
+ * (weakly); instances made before it was first loaded are not reported.
+ *
  * See docs/observability.md for the metric list.
  * @module
  */

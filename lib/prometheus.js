@@ -11,8 +11,13 @@
 
 const { typeError } = require('./errors.js')
 const { METRICS, QUANTILES, snapshot, loadPeer } = require('./metrics.js')
+const { enable } = require('./instances.js')
 
 const client = loadPeer('prom-client', 'bulkhead/prometheus')
+
+// Loading this entry point opts the process in: instances made from now on
+// are tracked (lib/instances.js). Instances made before are not reported.
+enable()
 
 // Prometheus's metric name syntax.
 const NAME = /^[A-Za-z_:][\w:]*$/
