@@ -14,6 +14,7 @@ import client from 'prom-client'
 import { instrument } from 'bulkhead/prometheus'
 import { Limiter, LRUCache, SingleFlight, WorkerPool } from 'bulkhead'
 import { bareApp } from './helpers/bare-app.mjs'
+import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc')
@@ -143,6 +144,33 @@ test('caches, single-flight groups and pools are scraped; unnamed instances add 
   } finally {
     await pool.destroy()
     named.close()
+  }
+})
+
+test('Redis-backed limiters and groups are scraped with this process\'s counts', { skip: !haveRedis && 'no redis-server' }, async (t) => {
+  const server = await RedisServer.start()
+  t.after(() => server.stop())
+  const limiter = new Limiter({ name: 'prom-redis', concurrency: 1, redis: server.url })
+  const group = new SingleFlight({ name: 'prom-redis-group', redis: server.url })
+  try {
+    assert.equal(await limiter.run(() => 1), 1)
+    assert.equal(await limiter.run(() => 2), 2)
+    const gate = deferred()
+    const calls = [group.do('k', () => gate.promise), group.do('k', () => 0)]
+    let { samples } = await scrape(register)
+    assert.equal(samples.get(key('bulkhead_limiter_completed_total', { name: 'prom-redis' })), 2)
+    assert.equal(samples.get(key('bulkhead_limiter_active', { name: 'prom-redis' })), 0)
+    // SingleFlight has no name getter: a Redis group is in the unlabelled
+    // series, where every other group of this file is idle.
+    assert.equal(group.stats().inFlight, 1)
+    assert.equal(samples.get(key('bulkhead_single_flight_in_flight')), 1)
+    gate.resolve(5)
+    assert.deepEqual(await Promise.all(calls), [5, 5])
+    ;({ samples } = await scrape(register))
+    assert.equal(samples.get(key('bulkhead_single_flight_in_flight')), 0)
+  } finally {
+    await limiter.close()
+    group.close()
   }
 })
 
