@@ -8,7 +8,9 @@
 // lists for this package (what `npm install bulkhead` unpacks; the list is
 // read from npm, never hard-coded), plus the addon built in the repository
 // root (`bulkhead.*.node`, where a source install builds it). Files are
-// copied, not installed, so the test stays fast.
+// copied, not installed, so the test stays fast. Beside it, linked from the
+// repository's node_modules, are the packages the observability examples
+// import, which a user installs for them (OPTIONAL_PEERS below).
 //
 // Conventions in the markdown. A block's language decides how it runs:
 // ```js, ```mjs and ```javascript are ES modules, ```cjs is CommonJS; other
@@ -22,6 +24,10 @@
 //                                  runs, and it runs too.
 //   <!-- not-runnable: <reason> --> a fragment shown for reading; not run.
 //                                  The reason is required.
+//   <!-- unchecked-output: <reason> --> runs (it must exit 0), but what it
+//                                  prints is not compared (say, an
+//                                  exporter's timestamped dump); the reason,
+//                                  required, says what checks it instead.
 // Any other marker is an error, so a typo cannot silently skip a block.
 // Unmarked blocks are written as block-<line>.mjs (or .cjs). Each markdown
 // file gets its own folder inside the app, so two files' task.mjs do not
@@ -32,7 +38,7 @@
 // may open with a note that ends in ': ', as in `// in any thread: 42`).
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, readdirSync, rmSync, existsSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, copyFileSync, readdirSync, rmSync, existsSync, symlinkSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -72,8 +78,11 @@ export function jsBlocks(markdown) {
       } else if (kind === 'not-runnable') {
         block.skip = value.trim()
         if (!block.skip) throw new Error(`line ${start}: <!-- not-runnable: … --> needs a reason`)
+      } else if (kind === 'unchecked-output') {
+        block.unchecked = value.trim()
+        if (!block.unchecked) throw new Error(`line ${start}: <!-- unchecked-output: … --> needs a reason`)
       } else {
-        throw new Error(`line ${start}: unknown marker ${lines[m]} (known: file, not-runnable)`)
+        throw new Error(`line ${start}: unknown marker ${lines[m]} (known: file, not-runnable, unchecked-output)`)
       }
     }
     blocks.push(block)
@@ -89,12 +98,14 @@ test('the extractor finds js/mjs/cjs blocks, reads their markers and skips other
     '<!-- not-runnable: a fragment -->', '', '```javascript', 'x()', '```',
     '```cjs', 'require("x")', '```',
     '```ts', 'let x: number', '```',
+    '<!-- unchecked-output: a dump -->', '```js', 'dump()', '```',
   ].join('\n')
   assert.deepEqual(jsBlocks(md), [
     { line: 4, code: 'console.log(1)', ext: 'mjs' },
     { line: 8, code: 'export default 1', ext: 'mjs', file: 'task.mjs' },
     { line: 13, code: 'x()', ext: 'mjs', skip: 'a fragment' },
     { line: 16, code: 'require("x")', ext: 'cjs' },
+    { line: 23, code: 'dump()', ext: 'mjs', unchecked: 'a dump' },
   ])
 })
 
@@ -121,6 +132,7 @@ test('the stated output of a block is read from its console.log comments', () =>
 test('the extractor refuses an unknown marker and a not-runnable marker without a reason', () => {
   assert.throws(() => jsBlocks('<!-- not-runable: typo -->\n```js\nx()\n```'), /unknown marker/)
   assert.throws(() => jsBlocks('<!-- not-runnable: -->\n```js\nx()\n```'), /needs a reason/)
+  assert.throws(() => jsBlocks('<!-- unchecked-output: -->\n```js\nx()\n```'), /needs a reason/)
   assert.throws(() => jsBlocks('<!-- file: ../escape.mjs -->\n```js\nx()\n```'), /bad file name/)
 })
 
@@ -138,6 +150,10 @@ function packedFiles() {
   return pack.files.map((f) => f.path)
 }
 
+// What docs/observability.md imports besides bulkhead: its optional peers,
+// and the OpenTelemetry SDK a user installs with the API.
+const OPTIONAL_PEERS = ['@opentelemetry/api', '@opentelemetry/sdk-metrics', 'prom-client']
+
 /** Makes the scratch app; returns its folder. */
 function makeApp() {
   const app = mkdtempSync(path.join(os.tmpdir(), 'bulkhead-docs-app-'))
@@ -150,6 +166,10 @@ function makeApp() {
   const addons = readdirSync(root).filter((f) => /^bulkhead\..+\.node$/.test(f))
   assert.ok(addons.length > 0, 'no bulkhead.*.node in the repository root: run `npm run build` first')
   for (const addon of addons) copyFileSync(path.join(root, addon), path.join(pkg, addon))
+  for (const name of OPTIONAL_PEERS) {
+    mkdirSync(path.dirname(path.join(app, 'node_modules', name)), { recursive: true })
+    symlinkSync(path.join(root, 'node_modules', name), path.join(app, 'node_modules', name), 'junction')
+  }
   return app
 }
 
@@ -193,6 +213,7 @@ for (const doc of docs) {
         0,
         `example at ${doc}:${block.line} failed (status ${result.status}, signal ${result.signal})\n${result.stderr}`,
       )
+      if (block.unchecked) return
       const stated = statedOutput(block.code)
       const printed = result.stdout.split('\n').filter((line) => line !== '')
       assert.equal(printed.length, stated.length, `${doc}:${block.line} printed ${printed.length} lines, its comments state ${stated.length}:\n${result.stdout}`)

@@ -10,6 +10,7 @@
 // whose operation removed the entries.
 const v8 = require('node:v8')
 const native = require('./native.js')
+const { track } = require('./instances.js')
 
 const { SharedCacheHandle, sharedCacheRawFunctions } = native
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
@@ -240,6 +241,7 @@ class NamedLRUCache {
     this.noDeleteOnStaleGet = !!noDeleteOnStaleGet
     this.noDisposeOnSet = !!noDisposeOnSet
     this.noUpdateTTL = !!noUpdateTTL
+    track(this, 'cache') // the metrics registry (lib/instances.js), weakly
   }
 
   /** The process-wide name of this cache. */

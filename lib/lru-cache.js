@@ -17,6 +17,7 @@
 
 const { channel, tracingChannel } = require('node:diagnostics_channel')
 const native = require('./native.js')
+const { track } = require('./instances.js')
 
 const {
   lruCreate,
@@ -347,6 +348,7 @@ class LRUCache {
         emitWarning(msg, 'UnboundedCacheWarning', code, LRUCache)
       }
     }
+    track(this, 'cache') // the metrics registry (lib/instances.js), weakly
   }
 
   // ---- shared memory ------------------------------------------------------

@@ -237,6 +237,7 @@ function limitFunction(fn, options) {
 const native = require('./native.js')
 const { BulkheadError, codes, checkOptions } = require('./errors.js')
 const { TaskSignal } = require('./task-signal.js')
+const { track } = require('./instances.js')
 
 // The two per-task calls, hand-registered Node-API functions (see
 // src/js/limiter.rs); everything else goes through the NativeLimiter class.
@@ -387,6 +388,7 @@ class Limiter {
     if (options.redis !== undefined) {
       const { RedisLimiter } = require('./redis-limiter.js')
       if (!(this instanceof RedisLimiter)) return new RedisLimiter(options)
+      track(this, 'limiter') // a RedisLimiter, weakly
       return
     }
     checkOptions(options, LIMITER_OPTIONS, 'new Limiter() options')
@@ -437,6 +439,7 @@ class Limiter {
       this.#core = new native.NamedLimiter(name, effectiveConcurrency, maxPending, limit, interval, wake)
       this.#named = true
     }
+    track(this, 'limiter') // the metrics registry (lib/instances.js), weakly
   }
 
   #named = false

@@ -14,6 +14,7 @@ const os = require('node:os')
 const v8 = require('node:v8')
 const fs = require('node:fs')
 const { BulkheadError, codes, checkOptions, typeError, rangeError } = require('./errors.js')
+const { track } = require('./instances.js')
 
 // The key under which a pool's own data travels in a worker's workerData.
 const KEY = '__bulkheadPoolWorker'
@@ -365,6 +366,7 @@ class WorkerPool extends EventEmitter {
       () => this.#onReady(),
     )
     for (const id of this.#core.start()) this.#spawn(id)
+    track(this, 'pool') // the metrics registry (lib/instances.js), weakly
   }
 
   /** Whether this code runs inside one of a WorkerPool's workers. */

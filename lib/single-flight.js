@@ -22,6 +22,7 @@ const v8 = require('node:v8')
 const native = require('./native.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { TaskSignal } = require('./task-signal.js')
+const { track } = require('./instances.js')
 
 const BATCH = 1024 // deadline triples per crossing
 const OUT = 1024 // expired (slot, id) pairs per crossing
@@ -163,6 +164,7 @@ class SingleFlight {
     if (options.redis !== undefined) {
       const { RedisSingleFlight } = require('./redis-single-flight.js')
       if (!(this instanceof RedisSingleFlight)) return new RedisSingleFlight(options)
+      track(this, 'single_flight') // a RedisSingleFlight, weakly
       return
     }
     checkOptions(options, GROUP_OPTIONS, 'new SingleFlight() options')
@@ -198,6 +200,7 @@ class SingleFlight {
       )
       this.#byId = new Map()
     }
+    track(this, 'single_flight') // the metrics registry (lib/instances.js), weakly
   }
 
   /** Runs `fn` once for every caller of `key` that arrives while it is in progress. */
