@@ -23,6 +23,7 @@ const native = require('./native.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { TaskSignal } = require('./task-signal.js')
 
+const INTERNALS = Symbol.for('bulkhead.singleFlight.internals')
 const BATCH = 1024 // deadline triples per crossing
 const OUT = 1024 // expired (slot, id) pairs per crossing
 
@@ -142,6 +143,7 @@ class SingleFlight {
   #timer = null
   #timerAt = Infinity
   #pending = 0 // live flights that have a deadline
+  #handedOver = false // whether a batch reached Rust since the queue was last cleared
   #onTimer = () => this.#tick()
   // Named groups only (see #callNamed).
   #named = null
@@ -327,6 +329,29 @@ class SingleFlight {
     return promise
   }
 
+  // For leak tests (see INTERNALS below): how many deadlines the group holds.
+  #deadlineCounts() {
+    return {
+      // Live flights of this handle, and those with a deadline.
+      live: this.#live,
+      pending: this.#pending,
+      // Local group: entries in the Rust queue, triples waiting in the JS
+      // batch (adds and removals), and the slot array's length.
+      queued: this.#deadlines === null ? 0 : this.#deadlines.length,
+      batched: this.#batchCount,
+      slots: this.#slots === null ? 0 : this.#slots.length,
+      // Named group: the shared Rust table's deadlines (every thread's).
+      shared: this.#named === null ? 0 : this.#named.queuedDeadlines,
+    }
+  }
+
+  static {
+    // Not a public API: tests read a group's deadline bookkeeping through it.
+    Object.defineProperty(SingleFlight, INTERNALS, {
+      value: Object.freeze({ deadlineCounts: (group) => group.#deadlineCounts() }),
+    })
+  }
+
   #inside(flight) {
     let f = running
     if (f === null && this.#async) f = asyncContext.getStore() ?? null
@@ -402,10 +427,19 @@ class SingleFlight {
       this.#unqueue(flight)
       if (--this.#pending === 0) {
         // No live flight has a deadline: the timer must not hold the process
-        // open, and the slot arrays shrink back.
+        // open, and the slot arrays shrink back. Every entry still in the
+        // batch or in Rust belongs to an ended flight (removal triples not
+        // handed over yet, or adds they cancel): drop them all, so a group
+        // that goes idle holds no deadline anywhere (one crossing, and only
+        // if a batch reached Rust since the last time).
         if (this.#timer !== null) this.#timer.unref()
         this.#slots = []
         this.#freeSlots = []
+        this.#batchCount = 0
+        if (this.#handedOver) {
+          this.#handedOver = false
+          this.#deadlines.clear()
+        }
       }
     }
   }
@@ -709,6 +743,7 @@ class SingleFlight {
         if (slot >= 0) this.#slots[slot].queued = -1
       }
       const now = performance.now()
+      if (this.#batchCount > 0) this.#handedOver = true
       const count = this.#deadlines.drain(batch, this.#batchCount, now, out)
       this.#batchCount = 0
       const next = out[0]
