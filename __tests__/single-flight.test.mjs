@@ -578,10 +578,14 @@ for (const mode of ['local', 'named']) {
     // its 1,024-triple batch (each also still in Rust until the batch
     // crosses), a named group has none.
     assert.ok(r.maxStale <= (mode === 'local' ? 2 * 1024 : 0), `${r.maxStale} stale deadline entries`)
-    // RSS after a GC, once warm, after each 250k flights. Measured: +0.7 MB
-    // (local) and +4.5 MB (named) over the 1M; +26.8 MB with the old table.
-    const growth = r.rssSteps.at(-1) - r.rssSteps[0]
-    assert.ok(growth < 12e6, `RSS grew by ${growth} bytes over 1M flights: ${r.rssSteps}`)
+    // RSS after a GC, once warm, after each 250k flights. A leak grows it at
+    // every step: the old table, ~6.5 MB per step (311, 319, 326, 332,
+    // 338 MB). Without one, steps move by 0-1 MB, except for a one-off jump
+    // of up to ~30 MB where V8 or the allocator sizes itself late on a
+    // loaded machine; the median step ignores that one.
+    const steps = r.rssSteps.slice(1).map((v, i) => v - r.rssSteps[i])
+    const median = steps.toSorted((a, b) => a - b)[2]
+    assert.ok(median < 3e6, `RSS grew by a median ${median} bytes per 250k flights: ${r.rssSteps}`)
   })
 }
 
