@@ -40,7 +40,10 @@ export declare class FlightDeadlines {
    * `out` cannot hold the next deadline.
    */
   drain(batch: Float64Array, count: number, nowMs: number, out: Float64Array): number
-  /** How many deadlines (live or stale) are queued. */
+  /**
+   * How many deadlines are queued: the live flights whose deadline was
+   * handed over (a settled flight's removal takes its entry out exactly).
+   */
   get length(): number
   /** Drops every queued deadline. */
   clear(): void
@@ -109,6 +112,11 @@ export declare class NamedFlightGroup {
   get size(): number
   /** How many flights are alive, across threads (for leak tests). */
   get liveFlights(): number
+  /**
+   * How many flight deadlines the shared table holds, across threads:
+   * exactly the live flights that have one (for leak tests).
+   */
+  get queuedDeadlines(): number
   /** The group's counters, across threads. */
   stats(): NamedFlightStats
   /**

@@ -18,8 +18,7 @@
 //! Time is passed in by the caller (`now` since some origin), so the tests
 //! drive it with a [`crate::clock::ManualClock`] and never sleep.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -268,7 +267,13 @@ pub struct FlightTable {
   timeout: Option<Duration>,
   keys: HashMap<FlightKey, FlightId>,
   flights: HashMap<FlightId, Flight>,
-  deadlines: BinaryHeap<Reverse<(Duration, FlightId)>>,
+  /// The deadlines of the live flights, earliest first. Keyed by
+  /// `(deadline, id)` so a flight that ends any way (settled, left, expired,
+  /// abandoned) takes its entry out exactly, in O(log n): the set never
+  /// holds more entries than there are live flights with a deadline. (A
+  /// lazy-deletion heap, used before, kept every settled flight's entry
+  /// until its deadline, so it grew with rate x timeout.)
+  deadlines: BTreeSet<(Duration, FlightId)>,
   next_id: u64,
   stats: FlightStats,
 }
@@ -282,7 +287,7 @@ impl FlightTable {
       timeout,
       keys: HashMap::new(),
       flights: HashMap::new(),
-      deadlines: BinaryHeap::new(),
+      deadlines: BTreeSet::new(),
       next_id: 1,
       stats: FlightStats::default(),
     }
@@ -339,7 +344,7 @@ impl FlightTable {
     self.next_id += 1;
     let deadline = timeout.or(self.timeout).map(|t| now.saturating_add(t));
     if let Some(d) = deadline {
-      self.deadlines.push(Reverse((d, id)));
+      self.deadlines.insert((d, id));
     }
     // What this flight is inside: the caller's context, plus what each of
     // those flights was itself inside, so a chain through other keys counts.
@@ -426,19 +431,14 @@ impl FlightTable {
   /// signal fired. Nothing of them is kept.
   pub fn expire(&mut self, now: Duration) -> Vec<Ended> {
     let mut ended = Vec::new();
-    while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
+    while let Some(&(deadline, id)) = self.deadlines.first() {
       if deadline > now {
         break;
       }
-      self.deadlines.pop();
-      // A stale entry (settled flight) is skipped; a live one must still
-      // carry this deadline.
-      if self
-        .flights
-        .get(&id)
-        .is_some_and(|f| f.deadline == Some(deadline))
-      {
-        let flight = self.remove(id).expect("checked above");
+      self.deadlines.pop_first();
+      // Every entry belongs to a live flight (`remove` takes it out when
+      // the flight ends), so this always finds one.
+      if let Some(flight) = self.remove(id) {
         self.stats.timeouts += 1;
         ended.push(Ended {
           id,
@@ -450,19 +450,14 @@ impl FlightTable {
     ended
   }
 
-  /// The earliest deadline of a live flight (stale entries are dropped on the way).
-  pub fn next_deadline(&mut self) -> Option<Duration> {
-    while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
-      if self
-        .flights
-        .get(&id)
-        .is_some_and(|f| f.deadline == Some(deadline))
-      {
-        return Some(deadline);
-      }
-      self.deadlines.pop();
-    }
-    None
+  /// The earliest deadline of a live flight.
+  pub fn next_deadline(&self) -> Option<Duration> {
+    self.deadlines.first().map(|&(deadline, _)| deadline)
+  }
+
+  /// How many deadlines are queued: exactly the live flights that have one.
+  pub fn queued_deadlines(&self) -> usize {
+    self.deadlines.len()
   }
 
   /// Whether a flight for `key` is in progress (and not forgotten).
@@ -515,6 +510,9 @@ impl FlightTable {
     let flight = self.flights.remove(&id)?;
     if flight.mapped {
       self.keys.remove(&flight.key);
+    }
+    if let Some(d) = flight.deadline {
+      self.deadlines.remove(&(d, id));
     }
     Some(flight)
   }
@@ -774,8 +772,13 @@ impl SharedFlights {
   }
 
   /// The earliest deadline of a live flight.
-  pub fn next_deadline(&mut self) -> Option<Duration> {
+  pub fn next_deadline(&self) -> Option<Duration> {
     self.table.next_deadline()
+  }
+
+  /// How many deadlines are queued: exactly the live flights that have one.
+  pub fn queued_deadlines(&self) -> usize {
+    self.table.queued_deadlines()
   }
 
   /// The deadline of flight `id`, if it is alive and has one.
@@ -911,19 +914,84 @@ mod tests {
   }
 
   #[test]
-  fn a_settled_flight_leaves_only_a_stale_deadline_that_is_skipped() {
+  fn a_settled_flight_leaves_no_deadline_behind() {
     let mut t = FlightTable::new(None, Some(ms(10)));
     let a = t.begin(key("a"), ms(0), None, &[]).unwrap();
+    assert_eq!(t.queued_deadlines(), 1);
     t.settle(a.id(), true).unwrap();
+    assert_eq!(t.queued_deadlines(), 0, "settling removed the entry");
+    assert_eq!(t.next_deadline(), None);
     let again = t.begin(key("a"), ms(5), None, &[]).unwrap();
-    assert_eq!(
-      t.next_deadline(),
-      Some(ms(15)),
-      "the stale entry at 10 is dropped"
-    );
+    assert_eq!(t.next_deadline(), Some(ms(15)));
     assert!(t.expire(ms(10)).is_empty());
     assert_eq!(t.expire(ms(15))[0].id, again.id());
     assert_eq!(t.stats().timeouts, 1);
+    assert_eq!(t.queued_deadlines(), 0);
+  }
+
+  #[test]
+  fn every_way_a_flight_ends_takes_its_deadline_out() {
+    let mut t = FlightTable::new(None, Some(ms(1000)));
+    // Settled with an error, left by its last caller, abandoned, forgotten
+    // and then settled, expired: none leaves an entry.
+    let a = t.begin(key("a"), ms(0), None, &[]).unwrap();
+    let b = t.begin(key("b"), ms(0), Some(ms(5)), &[]).unwrap();
+    let c = t.begin(key("c"), ms(0), None, &[]).unwrap();
+    let d = t.begin(key("d"), ms(0), None, &[]).unwrap();
+    let e = t.begin(key("e"), ms(0), Some(ms(1)), &[]).unwrap();
+    let f = t.begin(key("f"), ms(0), Some(Duration::MAX), &[]).unwrap();
+    assert_eq!(t.queued_deadlines(), 6);
+    t.settle(a.id(), false).unwrap();
+    assert_eq!(t.leave(b.id()), Leave::AbortFlight);
+    t.abandon(c.id()).unwrap();
+    assert!(t.forget(&key("d")));
+    let d2 = t.begin(key("d"), ms(0), None, &[]).unwrap();
+    t.settle(d.id(), true).unwrap();
+    assert_eq!(t.queued_deadlines(), 3, "e, f and the new d");
+    assert_eq!(t.next_deadline(), Some(ms(1)));
+    assert_eq!(t.expire(ms(1))[0].id, e.id());
+    t.settle(d2.id(), true).unwrap();
+    assert_eq!(
+      t.next_deadline(),
+      Some(Duration::MAX),
+      "a saturated deadline"
+    );
+    t.settle(f.id(), true).unwrap();
+    assert_eq!(t.queued_deadlines(), 0);
+    assert_eq!(t.next_deadline(), None);
+    assert_eq!(t.live_flights(), 0);
+  }
+
+  #[test]
+  fn a_million_short_flights_with_a_long_timeout_keep_no_deadlines() {
+    // The regression of issue 16: with a lazy-deletion heap, each settled
+    // flight left its entry until its deadline (10 minutes here), so the
+    // queue held every flight of the last 10 minutes.
+    let clock = ManualClock::new();
+    let mut t = FlightTable::new(Some(100), Some(Duration::from_secs(600)));
+    let mut live = Vec::new();
+    for i in 0..1_000_000u64 {
+      let id = t
+        .begin(FlightKey::number((i % 64) as f64), clock.now(), None, &[])
+        .unwrap()
+        .id();
+      live.push(id);
+      // Flights settle a few at a time, as they would under load.
+      if live.len() == 8 {
+        for id in live.drain(..) {
+          t.settle(id, true);
+        }
+        assert_eq!(t.queued_deadlines(), 0);
+      }
+      assert!(t.queued_deadlines() <= t.live_flights());
+      clock.advance(Duration::from_micros(10));
+    }
+    for id in live.drain(..) {
+      t.settle(id, true);
+    }
+    assert_eq!(t.queued_deadlines(), 0);
+    assert_eq!(t.stats().flights, 1_000_000);
+    assert!(t.expire(Duration::MAX).is_empty());
   }
 
   #[test]
@@ -1159,6 +1227,32 @@ mod tests {
     );
     assert_eq!(g.stats().timeouts, 1);
     assert_eq!(g.live_flights(), 0);
+    assert_eq!(g.queued_deadlines(), 0);
+  }
+
+  #[test]
+  fn shared_flights_that_end_early_leave_no_deadline() {
+    let mut g = SharedFlights::new(None, Some(Duration::from_secs(600)));
+    for round in 0..100_000u64 {
+      let k = FlightKey::number((round % 16) as f64);
+      let id = g.begin(1, k.clone(), ms(round), None).unwrap().id();
+      g.begin(2, k.clone(), ms(round), None).unwrap();
+      match round % 4 {
+        0 => drop(g.settle(1, id, true, bytes(b"v"))),
+        1 => {
+          g.leave(1, id);
+          g.leave(2, id);
+        }
+        2 => drop(g.remove_member(1)),
+        _ => {
+          g.forget(2, &k);
+          g.settle(1, id, false, bytes(b"e"));
+        }
+      }
+      assert_eq!(g.queued_deadlines(), 0, "round {round}");
+    }
+    assert_eq!(g.live_flights(), 0);
+    assert_eq!(g.next_deadline(), None);
   }
 
   #[test]

@@ -107,7 +107,8 @@ impl FlightDeadlines {
     Ok(moved as u32)
   }
 
-  /// How many deadlines (live or stale) are queued.
+  /// How many deadlines are queued: the live flights whose deadline was
+  /// handed over (a settled flight's removal takes its entry out exactly).
   #[napi(getter, catch_unwind)]
   pub fn length(&self) -> u32 {
     self.queue.len() as u32
@@ -438,6 +439,13 @@ impl NamedFlightGroup {
   #[napi(getter, catch_unwind)]
   pub fn live_flights(&self) -> napi::Result<u32, ErrorCode> {
     Ok(self.group()?.inner.lock().flights.live_flights() as u32)
+  }
+
+  /// How many flight deadlines the shared table holds, across threads:
+  /// exactly the live flights that have one (for leak tests).
+  #[napi(getter, catch_unwind)]
+  pub fn queued_deadlines(&self) -> napi::Result<u32, ErrorCode> {
+    Ok(self.group()?.inner.lock().flights.queued_deadlines() as u32)
   }
 
   /// The group's counters, across threads.
