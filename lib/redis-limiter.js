@@ -470,8 +470,15 @@ class RedisLimiter extends Limiter {
     return Math.floor(performance.now() + this.#redisOffset + this.#client.options.commandTimeout)
   }
 
+  // Redis's clock minus ours, from a reply's Redis time. A reply handled late
+  // (a busy event loop) understates it, and an understated offset would make
+  // the next acquire's deadline pass before it was even sent: keep the
+  // largest sample, unless Redis's clock moved back by more than a minute
+  // (another server after a failover).
   #seen(now) {
-    this.#redisOffset = now - performance.now()
+    const sample = now - performance.now()
+    const offset = this.#redisOffset
+    if (offset === undefined || sample > offset || sample < offset - 60_000) this.#redisOffset = sample
   }
 
   // The process's channel: a lease id (its permit was handed over), '?' and a
