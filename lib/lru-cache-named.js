@@ -13,6 +13,7 @@ const native = require('./native.js')
 
 const { SharedCacheHandle, sharedCacheRawFunctions } = native
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
+const { checkLabel } = require('./tracing.js')
 
 // lru-cache 11's options, and bulkhead's own: a key outside these is a slip
 // (`maxsize`, `tll`) and is rejected with the option meant.
@@ -42,6 +43,7 @@ const KNOWN_OPTIONS = new Set([
   'ignoreFetchAbort',
   'perf',
   'evictExpiredFirst',
+  'label',
 ])
 
 // Value tags; the Rust glue (src/js/shared_cache.rs) uses the same numbers.
@@ -155,6 +157,7 @@ class NamedLRUCache {
   #dispose
   #disposeAfter
   #name
+  #label
   #max
   #maxSize
   #fetchMethod
@@ -179,11 +182,13 @@ class NamedLRUCache {
       noDisposeOnSet,
       noUpdateTTL,
       fetchMethod,
+      label,
     } = options
     if (typeof name !== 'string' || name.length === 0) {
       throw invalid('options.name must be a non-empty string (the name of the process-wide cache)')
     }
     checkOptions(options, KNOWN_OPTIONS, `new LRUCache({ name: '${name}' }) options`)
+    this.#label = checkLabel(label, name)
     if (perf !== undefined && typeof perf?.now !== 'function') {
       throw typeError('perf option must have a now() method if specified')
     }
@@ -245,6 +250,11 @@ class NamedLRUCache {
   /** The process-wide name of this cache. */
   get name() {
     return this.#name
+  }
+
+  /** The label naming this cache in metrics and traces: `options.label`, else the name. */
+  get label() {
+    return this.#label
   }
   get max() {
     return this.#max

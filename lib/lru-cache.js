@@ -17,6 +17,7 @@
 
 const { channel, tracingChannel } = require('node:diagnostics_channel')
 const native = require('./native.js')
+const { checkLabel } = require('./tracing.js')
 
 const {
   lruCreate,
@@ -112,6 +113,7 @@ class LRUCache {
   // options that are read-only after construction
   #max
   #maxSize
+  #label
   #dispose
   #onInsert
   #disposeAfter
@@ -215,6 +217,10 @@ class LRUCache {
   get disposeAfter() {
     return this.#disposeAfter
   }
+  /** bulkhead extension: the label naming this cache in metrics and traces (`options.label`, or undefined). */
+  get label() {
+    return this.#label
+  }
   /** bulkhead extension: when room is needed, drop an expired entry before the LRU live one. */
   get evictExpiredFirst() {
     return this.#evictExpiredFirst
@@ -258,7 +264,10 @@ class LRUCache {
       backgroundFetchSize = 1,
       perf,
       evictExpiredFirst,
+      label,
     } = options
+    // bulkhead extension (lru-cache has no `label`; it ignores unknown options).
+    this.#label = checkLabel(label, undefined)
     this.backgroundFetchSize = backgroundFetchSize
     if (perf !== undefined && typeof perf?.now !== 'function') {
       throw new TypeError('perf option must have a now() method if specified')

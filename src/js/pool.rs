@@ -513,13 +513,23 @@ impl PoolCore {
   /// Up to `max` finished tasks, as a flat array `[id, kind, value, ...]`
   /// (kind 0: returned, 1: threw, 2: failed with `value` = `"CODE
   /// message"`), then `-1` (or `-2` when more completions wait for another
-  /// call) and the ids of workers to terminate.
+  /// call) and the ids of workers to terminate. With `times` (a tracing
+  /// subscriber is listening), each completion has two more numbers after
+  /// its value: the milliseconds it waited in the queue and ran, `-1` where
+  /// unknown.
   #[napi(catch_unwind)]
-  pub fn drain(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
+  pub fn drain(
+    &self,
+    env: Env,
+    max: u32,
+    times: Option<bool>,
+  ) -> napi::Result<Unknown<'_>, ErrorCode> {
     let batch = self.pool.drain(max as usize);
+    let times = times.unwrap_or(false);
     let raw_env = env.raw();
     let mut arr = ptr::null_mut();
-    let len = batch.completions.len() * 3 + 1 + batch.terminate.len();
+    let stride = if times { 5 } else { 3 };
+    let len = batch.completions.len() * stride + 1 + batch.terminate.len();
     // SAFETY (every unsafe block in this method): `raw_env` is the env of
     // this call on its JS thread; values live in the call's handle scope.
     check(
@@ -571,6 +581,11 @@ impl PoolCore {
           )?;
           push(v)?;
         }
+      }
+      if times {
+        let millis = |d: Option<std::time::Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+        push(num(millis(c.wait))?)?;
+        push(num(millis(c.run))?)?;
       }
     }
     push(num(if batch.more { -2.0 } else { -1.0 })?)?;
