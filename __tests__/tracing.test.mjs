@@ -337,7 +337,7 @@ test('WorkerPool: a trace per run() with filename, export, queue wait, run time 
     name: 'sleep',
     waitTime: undefined,
     runTime: undefined,
-    outcome: 'failed',
+    outcome: undefined,
   })
   const at = (context) => log.find((e) => e.context === context && e.event === 'asyncStart').snapshot
   assert.equal(at(a).outcome, 'returned')

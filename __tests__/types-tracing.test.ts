@@ -44,5 +44,5 @@ diagnostics_channel.tracingChannel<unknown, LimiterTraceContext & object>('bulkh
   error() {},
 })
 const flight = (context: SingleFlightTraceContext): boolean => context.joined || context.leader
-const outcome = (context: PoolTraceContext): 'returned' | 'threw' | 'failed' => context.outcome
+const outcome = (context: PoolTraceContext): 'returned' | 'threw' | 'failed' | undefined => context.outcome
 void [flight, outcome]

@@ -152,10 +152,11 @@ export interface PoolTraceContext {
   /** Ms the task ran in a worker; set before `asyncStart` if it started. */
   runTime: number | undefined
   /**
-   * `'returned'` (the task function returned), `'threw'` (it threw; the error is `error`) or
-   * `'failed'` (the pool ended the call: `error.code` says why).
+   * Set before `asyncStart` (`undefined` until then): `'returned'` (the task function returned),
+   * `'threw'` (it threw; the error is `error`) or `'failed'` (the pool ended or refused the
+   * call: `error.code` says why).
    */
-  outcome: 'returned' | 'threw' | 'failed'
+  outcome: 'returned' | 'threw' | 'failed' | undefined
   /** The task's result (set before `asyncStart`). */
   result?: unknown
   /** Why the call failed (set before `error`). */

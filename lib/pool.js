@@ -454,7 +454,8 @@ class WorkerPool extends EventEmitter {
   }
 
   // A `bulkhead:pool` trace around one task (docs/observability.md). #run
-  // fills in `filename` and `name`; #drain and #settle the times and outcome.
+  // fills in `filename` and `name`; #drain and #settle the times and
+  // outcome ('threw' or 'returned'), and any other rejection is 'failed'.
   #traced(task, options) {
     const context = {
       label: this.#label,
@@ -462,9 +463,16 @@ class WorkerPool extends EventEmitter {
       name: undefined,
       waitTime: undefined,
       runTime: undefined,
-      outcome: 'failed',
+      outcome: undefined,
     }
-    return poolChannel.tracePromise(this.#run, context, this, task, options, context)
+    return poolChannel.tracePromise(this.#runTraced, context, this, task, options, context)
+  }
+
+  #runTraced(task, options, context) {
+    return this.#run(task, options, context).then(undefined, (err) => {
+      context.outcome ??= 'failed'
+      throw err
+    })
   }
 
   #run(task, options, trace) {
