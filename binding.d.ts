@@ -248,12 +248,16 @@ export declare class PoolCore {
    * Up to `max` finished tasks, as a flat array `[id, kind, value, ...]`
    * (kind 0: returned, 1: threw, 2: failed with `value` = `"CODE
    * message"`), then `-1` (or `-2` when more completions wait for another
-   * call) and the ids of workers to terminate. With `times` (a tracing
-   * subscriber is listening), each completion has two more numbers after
-   * its value: the milliseconds it waited in the queue and ran, `-1` where
-   * unknown.
+   * call) and the ids of workers to terminate.
    */
-  drain(max: number, times?: boolean | undefined | null): unknown
+  drain(max: number): unknown
+  /**
+   * Like `drain`, with two more numbers after each completion's value: the
+   * milliseconds it waited in the queue and ran, `-1` where unknown. The
+   * main thread calls it instead of `drain` while a tracing subscriber
+   * listens (docs/observability.md).
+   */
+  drainTimed(max: number): unknown
   /**
    * The main thread saw worker `worker` exit; `message` says how.
    * Fails its tasks with `ERR_WORKER_EXITED` (pick them up with `drain()`)

@@ -624,7 +624,7 @@ class WorkerPool extends EventEmitter {
   #drain(max = DRAIN_BATCH) {
     // Per-task times are asked for only while someone traces.
     const times = poolChannel.hasSubscribers
-    const batch = this.#core.drain(max, times)
+    const batch = times ? this.#core.drainTimed(max) : this.#core.drain(max)
     const stride = times ? 5 : 3
     let i = 0
     let completedNow = 0
