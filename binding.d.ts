@@ -260,6 +260,13 @@ export declare class PoolCore {
    */
   drain(max: number): unknown
   /**
+   * Like `drain`, with two more numbers after each completion's value: the
+   * milliseconds it waited in the queue and ran, `-1` where unknown. The
+   * main thread calls it instead of `drain` while a tracing subscriber
+   * listens (docs/observability.md).
+   */
+  drainTimed(max: number): unknown
+  /**
    * The main thread saw worker `worker` exit; `message` says how.
    * Fails its tasks with `ERR_WORKER_EXITED` (pick them up with `drain()`)
    * and returns the workers to start instead.

@@ -10,6 +10,8 @@ export type NamedDisposeReason = 'evict' | 'set' | 'delete' | 'expire'
 export interface NamedLRUCacheOptions<K extends NamedKey, V> {
   /** The process-wide name: every thread that opens it shares one cache. */
   name: string
+  /** Names this handle in metrics and traces; a non-empty string. Default: `name`. */
+  label?: string
   /** Most entries held. A named cache needs `max` or `maxSize`. */
   max?: number
   /** Most bytes held: key + value + fixed per-entry overhead, counted exactly. */
@@ -92,6 +94,8 @@ export interface NamedLRUCacheStats {
 export declare class NamedLRUCache<K extends NamedKey = NamedKey, V = unknown> implements Iterable<[K, V]> {
   constructor(options: NamedLRUCacheOptions<K, V>)
   readonly name: string
+  /** The `label` option, else the `name`. */
+  readonly label: string
   readonly max: number
   readonly maxSize: number
   readonly maxEntrySize: number

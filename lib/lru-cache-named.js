@@ -14,6 +14,7 @@ const { track } = require('./instances.js')
 
 const { SharedCacheHandle, sharedCacheRawFunctions } = native
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
+const { checkLabel } = require('./tracing.js')
 
 // lru-cache 11's options, and bulkhead's own: a key outside these is a slip
 // (`maxsize`, `tll`) and is rejected with the option meant.
@@ -43,6 +44,7 @@ const KNOWN_OPTIONS = new Set([
   'ignoreFetchAbort',
   'perf',
   'evictExpiredFirst',
+  'label',
 ])
 
 // Value tags; the Rust glue (src/js/shared_cache.rs) uses the same numbers.
@@ -156,6 +158,7 @@ class NamedLRUCache {
   #dispose
   #disposeAfter
   #name
+  #label
   #max
   #maxSize
   #fetchMethod
@@ -180,11 +183,13 @@ class NamedLRUCache {
       noDisposeOnSet,
       noUpdateTTL,
       fetchMethod,
+      label,
     } = options
     if (typeof name !== 'string' || name.length === 0) {
       throw invalid('options.name must be a non-empty string (the name of the process-wide cache)')
     }
     checkOptions(options, KNOWN_OPTIONS, `new LRUCache({ name: '${name}' }) options`)
+    this.#label = checkLabel(label, name)
     if (perf !== undefined && typeof perf?.now !== 'function') {
       throw typeError('perf option must have a now() method if specified')
     }
@@ -247,6 +252,11 @@ class NamedLRUCache {
   /** The process-wide name of this cache. */
   get name() {
     return this.#name
+  }
+
+  /** The label naming this cache in metrics and traces: `options.label`, else the name. */
+  get label() {
+    return this.#label
   }
   get max() {
     return this.#max

@@ -185,6 +185,13 @@ export declare namespace LRUCache {
      * used live one.
      */
     evictExpiredFirst?: boolean
+    /**
+     * bulkhead extension: names this cache in metrics and traces. A
+     * non-empty string (anything else throws a TypeError/RangeError naming
+     * `options.label`); default `undefined`, or the `name` of a named cache.
+     * It does not turn on process-wide sharing (that is `name`).
+     */
+    label?: string
   }
   interface OptionsMaxLimit<K, V, FC> extends OptionsBase<K, V, FC> {
     max: Count
@@ -273,6 +280,8 @@ export declare class LRUCache<K extends {}, V extends {}, FC = unknown> {
   backgroundFetchSize: number
   /** bulkhead extension: see {@link LRUCache.OptionsBase.evictExpiredFirst}. */
   evictExpiredFirst: boolean
+  /** bulkhead extension: the `label` option (`undefined` when not given). */
+  get label(): string | undefined
 
   get max(): LRUCache.Count
   get maxSize(): LRUCache.Count

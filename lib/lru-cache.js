@@ -18,6 +18,7 @@
 const { channel, tracingChannel } = require('node:diagnostics_channel')
 const native = require('./native.js')
 const { track } = require('./instances.js')
+const { checkLabel } = require('./tracing.js')
 
 const {
   lruCreate,
@@ -113,6 +114,7 @@ class LRUCache {
   // options that are read-only after construction
   #max
   #maxSize
+  #label
   #dispose
   #onInsert
   #disposeAfter
@@ -216,6 +218,10 @@ class LRUCache {
   get disposeAfter() {
     return this.#disposeAfter
   }
+  /** bulkhead extension: the label naming this cache in metrics and traces (`options.label`, or undefined). */
+  get label() {
+    return this.#label
+  }
   /** bulkhead extension: when room is needed, drop an expired entry before the LRU live one. */
   get evictExpiredFirst() {
     return this.#evictExpiredFirst
@@ -259,7 +265,10 @@ class LRUCache {
       backgroundFetchSize = 1,
       perf,
       evictExpiredFirst,
+      label,
     } = options
+    // bulkhead extension (lru-cache has no `label`; it ignores unknown options).
+    this.#label = checkLabel(label, undefined)
     this.backgroundFetchSize = backgroundFetchSize
     if (perf !== undefined && typeof perf?.now !== 'function') {
       throw new TypeError('perf option must have a now() method if specified')

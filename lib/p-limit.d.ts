@@ -1,4 +1,6 @@
 export type LimitFunction = {
+  /** bulkhead extension: the `label` option (`undefined` when not given). */
+  readonly label: string | undefined
   /** The number of promises that are currently running. */
   readonly activeCount: number
   /** The number of promises that are waiting to run (their `fn` was not called yet). */
@@ -33,6 +35,11 @@ export type Options = {
   readonly concurrency: number
   /** Reject pending promises with an `AbortError` when `clearQueue()` is called. Default: `false`. */
   readonly rejectOnClear?: boolean
+  /**
+   * bulkhead extension: names this limit in metrics and traces (the `label` of its
+   * `bulkhead:limiter` tracing context). A non-empty string; default `undefined`.
+   */
+  readonly label?: string
 }
 
 /**
@@ -46,7 +53,7 @@ declare function pLimit(concurrency: number | Options): LimitFunction
 export declare function limitFunction<Arguments extends unknown[], ReturnType>(
   function_: (...arguments_: Arguments) => PromiseLike<ReturnType>,
   options: Options,
-): ((...arguments_: Arguments) => Promise<ReturnType>) & Pick<LimitFunction, 'clearQueue'>
+): ((...arguments_: Arguments) => Promise<ReturnType>) & Pick<LimitFunction, 'clearQueue' | 'label'>
 
 export { pLimit }
 export default pLimit
@@ -82,6 +89,11 @@ export interface LimiterOptions {
    * `concurrency`, `maxPending` and `rate`.
    */
   name?: string
+  /**
+   * Names this instance in metrics and traces (the `label` of its tracing context); it does
+   * not turn on process-wide sharing (that is `name`). A non-empty string. Default: `name`.
+   */
+  label?: string
   /**
    * Distributed mode: the limit (and rate) is shared through Redis by every process and
    * thread that opens the same `name` there (docs/redis.md). Supports `name` (required),
@@ -172,6 +184,8 @@ export declare class Limiter {
   constructor(options?: LimiterOptions)
   /** The limiter's name (`undefined` for an unnamed local limiter). */
   readonly name: string | undefined
+  /** The `label` option, else the `name`, else `undefined`. */
+  readonly label: string | undefined
   /** Tasks running now. */
   readonly activeCount: number
   /** Tasks waiting for permits. */
@@ -225,4 +239,25 @@ export declare class Limiter {
     fn: (item: T, index: number, signal: AbortSignal) => PromiseLike<R> | R,
     options?: LimiterMapOptions & { settle?: false },
   ): AsyncGenerator<R, void, undefined>
+}
+
+/**
+ * The context object of a `bulkhead:limiter` trace (`diagnostics_channel.tracingChannel`): one per
+ * `Limiter#run()` call and per call of a pLimit / limitFunction limit. See docs/observability.md.
+ */
+export interface LimiterTraceContext {
+  /** The instance's `label` (`undefined` when it has none). */
+  label: string | undefined
+  /** The Limiter's `name`; `undefined` for an unnamed one and for pLimit. */
+  name: string | undefined
+  /** The task's priority (`options.priority`, default 0; always 0 for pLimit). */
+  priority: number
+  /** The task's weight (`options.weight`, default 1; always 1 for pLimit). */
+  weight: number
+  /** Ms from the call until the task started; set when it starts (so by `asyncStart`), `undefined` if it never did. */
+  waitTime: number | undefined
+  /** What the task resolved to (set before `asyncStart`). */
+  result?: unknown
+  /** Why the call failed (set before `error`). */
+  error?: unknown
 }

@@ -18,6 +18,8 @@
 // resolved, which is the order tasks start, so the shared `runNext`
 // reaction always runs the task at `head`.
 
+const { limiterChannel, checkLabel } = require('./tracing.js')
+
 const CONCURRENCY_MESSAGE = 'Expected `concurrency` to be a number from 1 and up'
 const RESOLVED = Promise.resolve()
 const MIN_CAPACITY = 16
@@ -46,13 +48,15 @@ function isThenable(value) {
  */
 function pLimit(concurrency) {
   let rejectOnClear = false
+  let label
   if (typeof concurrency === 'object') {
-    ;({ concurrency, rejectOnClear = false } = concurrency)
+    ;({ concurrency, rejectOnClear = false, label } = concurrency)
   }
   validateConcurrency(concurrency)
   if (typeof rejectOnClear !== 'boolean') {
     throw new TypeError('Expected `rejectOnClear` to be a boolean')
   }
+  label = checkLabel(label, undefined)
 
   // Slots per task: fn, args, resolve[, reject].
   const stride = rejectOnClear ? 4 : 3
@@ -144,6 +148,25 @@ function pLimit(concurrency) {
       args = new Array(n - 1)
       for (let k = 1; k < n; k++) args[k - 1] = arguments[k]
     }
+    if (limiterChannel.hasSubscribers) return traced(fn, args)
+    return enqueue(fn, args)
+  }
+
+  // A `bulkhead:limiter` trace around one task (docs/observability.md).
+  // `waitTime` is filled in when the task starts.
+  function traced(fn, args) {
+    const context = { label, name: undefined, priority: 0, weight: 1, waitTime: undefined }
+    const queued = performance.now()
+    // Named as p-limit names it: a non-function still throws p-limit's TypeError.
+    const function_ = fn
+    const start = function (...a) {
+      context.waitTime = performance.now() - queued
+      return function_(...a)
+    }
+    return limiterChannel.tracePromise(enqueue, context, undefined, start, args)
+  }
+
+  function enqueue(fn, args) {
     if (tail - head === capacity) resize(capacity * 2)
     const i = (tail & mask) * stride
     ring[i] = fn
@@ -179,6 +202,7 @@ function pLimit(concurrency) {
   }
 
   Object.defineProperties(limit, {
+    label: { get: () => label },
     activeCount: { get: () => active },
     pendingCount: { get: () => tail - started },
     clearQueue: { value: clearQueue },
@@ -222,6 +246,7 @@ function limitFunction(fn, options) {
   const limit = pLimit(options)
   const limited = (...args) => limit(fn, ...args)
   Object.defineProperty(limited, 'clearQueue', { value: limit.clearQueue })
+  Object.defineProperty(limited, 'label', { get: () => limit.label })
   return limited
 }
 
@@ -317,7 +342,7 @@ const DEFAULT_MAX_PENDING = 1024
 /** Default `queueTimeout` (ms): how long a task may wait for a permit before it rejects with ERR_TIMEOUT. */
 const DEFAULT_QUEUE_TIMEOUT = 30_000
 
-const LIMITER_OPTIONS = new Set(['concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'name'])
+const LIMITER_OPTIONS = new Set(['concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'name', 'label'])
 const RUN_OPTIONS = new Set(['signal', 'timeout', 'queueTimeout', 'priority', 'weight'])
 const MAP_OPTIONS = new Set(['concurrency', 'settle', 'signal'])
 
@@ -366,6 +391,9 @@ class Limiter {
   #signals = new Map()
   #closed = false
   #queueTimeout
+  // How errors name this limiter: `Limiter "name"`, or where it was made.
+  #where
+  #name
   #label
   // Live tasks with a deadline (a timeout, or a queue-wait deadline while
   // they wait): while there is one, the timer keeps the process alive, so
@@ -377,7 +405,7 @@ class Limiter {
 
   /**
    * @param {{ concurrency?: number, maxPending?: number, timeout?: number, queueTimeout?: number,
-   *   rate?: { limit: number, interval: number }, name?: string }} [options]
+   *   rate?: { limit: number, interval: number }, name?: string, label?: string }} [options]
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
@@ -399,11 +427,14 @@ class Limiter {
       queueTimeout = DEFAULT_QUEUE_TIMEOUT,
       rate,
       name,
+      label,
     } = options
     if (name !== undefined && (typeof name !== 'string' || name === '')) {
       throw invalid('options.name must be a non-empty string')
     }
-    this.#label = name === undefined ? `the Limiter created at ${creationSite(new.target)}` : `Limiter "${name}"`
+    this.#name = name
+    this.#label = checkLabel(label, name)
+    this.#where = name === undefined ? `the Limiter created at ${creationSite(new.target)}` : `Limiter "${name}"`
     let limit = 0
     let interval = 0
     if (rate !== undefined) {
@@ -452,7 +483,12 @@ class Limiter {
 
   /** The limiter's name (undefined when unnamed). */
   get name() {
-    return this.#named ? this.#label.slice(9, -1) : undefined
+    return this.#name
+  }
+
+  /** The label naming this limiter in metrics and traces: `options.label`, else `options.name`, else undefined. */
+  get label() {
+    return this.#label
   }
 
   #finishTask(id, ok) {
@@ -501,6 +537,33 @@ class Limiter {
    * `signal` is the task's own, aborted on the caller's abort and on timeout.
    */
   run(fn, options) {
+    if (limiterChannel.hasSubscribers) return this.#traced(fn, options)
+    return this.#run(fn, options)
+  }
+
+  // A `bulkhead:limiter` trace around one task (docs/observability.md).
+  // `waitTime` is filled in when the task starts.
+  #traced(fn, options) {
+    const given = options !== null && typeof options === 'object' ? options : undefined
+    const context = {
+      label: this.#label,
+      name: this.#name,
+      priority: given?.priority ?? 0,
+      weight: given?.weight ?? 1,
+      waitTime: undefined,
+    }
+    let task = fn
+    if (typeof fn === 'function') {
+      const queued = performance.now()
+      task = (signal) => {
+        context.waitTime = performance.now() - queued
+        return fn(signal)
+      }
+    }
+    return limiterChannel.tracePromise(this.#run, context, this, task, options)
+  }
+
+  #run(fn, options) {
     if (typeof fn !== 'function') return Promise.reject(invalid('fn must be a function'))
     if (this.#closed) return Promise.reject(new BulkheadError(codes.CLOSED, 'the limiter is closed'))
     let signal
@@ -555,7 +618,7 @@ class Limiter {
       )
     } catch (err) {
       // Made here, in run(): its stack is the caller's. It names the limiter.
-      return Promise.reject(new BulkheadError(err.code ?? codes.INTERNAL, `${this.#label}: ${err.message}`))
+      return Promise.reject(new BulkheadError(err.code ?? codes.INTERNAL, `${this.#where}: ${err.message}`))
     }
     const id = Math.floor(code / 2)
     const task = new Task(id, fn, signal, timeout)
@@ -808,8 +871,8 @@ class Limiter {
       if (task === undefined || task.done) continue
       const waited = code % 2 === 1 && task.queueTimeout !== undefined
       const message = waited
-        ? `${this.#label}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`
-        : `${this.#label}: the task timed out after ${task.timeout} ms`
+        ? `${this.#where}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`
+        : `${this.#where}: the task timed out after ${task.timeout} ms`
       const reason = task.controller === undefined ? undefined : new BulkheadError(codes.TIMEOUT, message)
       this.#drop(id, task, code % 2 === 1, new Expired(message), reason)
     }

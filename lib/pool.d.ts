@@ -39,6 +39,12 @@ export interface WorkerPoolOptions {
   niceIncrement?: number
   /** Milliseconds a worker has to return an aborted or timed-out task before it is terminated. Default: 1000. */
   abortGrace?: number
+  /**
+   * Names this pool in metrics and traces (the `label` of its `bulkhead:pool` tracing context).
+   * A non-empty string; default `undefined` (a pool's `name` option is the export to call, not
+   * the pool's name).
+   */
+  label?: string
 }
 
 /** Options of `pool.run()`. */
@@ -104,7 +110,12 @@ export declare class WorkerPool extends EventEmitter {
   [Symbol.asyncDispose](): Promise<void>
   /** Counters and wait/run-time histograms. */
   stats(): PoolStats
-  readonly options: Readonly<Required<Omit<WorkerPoolOptions, 'filename'>>> & { filename: string | null }
+  readonly options: Readonly<Required<Omit<WorkerPoolOptions, 'filename' | 'label'>>> & {
+    filename: string | null
+    label: string | undefined
+  }
+  /** The `label` option (`undefined` when not given). */
+  readonly label: string | undefined
   readonly maxThreads: number
   readonly minThreads: number
   /** The live `Worker` objects. */
@@ -123,4 +134,31 @@ export declare class WorkerPool extends EventEmitter {
   static readonly isWorkerThread: boolean
   /** Inside a worker: the pool's `workerData` option. */
   static readonly workerData: any
+}
+
+/**
+ * The context object of a `bulkhead:pool` trace (`diagnostics_channel.tracingChannel`): one per
+ * `WorkerPool#run()` call. See docs/observability.md.
+ */
+export interface PoolTraceContext {
+  /** The pool's `label` (`undefined` when it has none). */
+  label: string | undefined
+  /** The task module's absolute path (set by `end`; `undefined` if run() rejected before it was known). */
+  filename: string | undefined
+  /** The export called (set by `end`). */
+  name: string | undefined
+  /** Ms the task waited in the queue; set before `asyncStart` when the pool knows it. */
+  waitTime: number | undefined
+  /** Ms the task ran in a worker; set before `asyncStart` if it started. */
+  runTime: number | undefined
+  /**
+   * Set before `asyncStart` (`undefined` until then): `'returned'` (the task function returned),
+   * `'threw'` (it threw; the error is `error`) or `'failed'` (the pool ended or refused the
+   * call: `error.code` says why).
+   */
+  outcome: 'returned' | 'threw' | 'failed' | undefined
+  /** The task's result (set before `asyncStart`). */
+  result?: unknown
+  /** Why the call failed (set before `error`). */
+  error?: unknown
 }

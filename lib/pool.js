@@ -15,6 +15,7 @@ const v8 = require('node:v8')
 const fs = require('node:fs')
 const { BulkheadError, codes, checkOptions, typeError, rangeError } = require('./errors.js')
 const { track } = require('./instances.js')
+const { poolChannel, checkLabel } = require('./tracing.js')
 
 // The key under which a pool's own data travels in a worker's workerData.
 const KEY = '__bulkheadPoolWorker'
@@ -40,6 +41,7 @@ const POOL_OPTIONS = new Set([
   'taskTimeout',
   'abortGrace',
   'niceIncrement',
+  'label',
 ])
 const RUN_OPTIONS = new Set(['filename', 'name', 'signal', 'timeout', 'queueTimeout', 'transferList'])
 const CLOSE_OPTIONS = new Set(['force'])
@@ -320,12 +322,14 @@ class WorkerPool extends EventEmitter {
   #drainScheduled = false
   #start = performance.now()
   #completed = 0
+  #label
 
   constructor(options = {}) {
     super()
     if (options === null || typeof options !== 'object') throw typeError('options must be an object')
     checkOptions(options, POOL_OPTIONS, 'new WorkerPool() options')
     validateOptions(options)
+    this.#label = checkLabel(options.label, undefined)
     native ??= require('./native.js')
     // Fractions are floored; the core counts whole threads (at most 4096).
     const whole = (n) => Math.min(Math.floor(n), 4096)
@@ -355,6 +359,7 @@ class WorkerPool extends EventEmitter {
       taskTimeout: options.taskTimeout,
       abortGrace: options.abortGrace ?? DEFAULT_ABORT_GRACE,
       niceIncrement: Math.min(Math.floor(options.niceIncrement ?? 0), 19),
+      label: this.#label,
     })
     this.#core = new native.PoolCore(
       minThreads,
@@ -377,6 +382,15 @@ class WorkerPool extends EventEmitter {
   /** Inside a pool's worker: the pool's `workerData` option. */
   static get workerData() {
     return ownData === undefined ? undefined : ownData.workerData
+  }
+
+  /**
+   * The label naming this pool in metrics and traces (`options.label`;
+   * undefined when not given: a pool's `name` option is the task
+   * function's export name, not the pool's).
+   */
+  get label() {
+    return this.#label
   }
 
   /** The options in force, with defaults filled in. */
@@ -437,6 +451,33 @@ class WorkerPool extends EventEmitter {
    * `queueTimeout` (time in the queue, ms), `transferList`.
    */
   run(task, options = NO_OPTIONS) {
+    if (poolChannel.hasSubscribers) return this.#traced(task, options)
+    return this.#run(task, options, undefined)
+  }
+
+  // A `bulkhead:pool` trace around one task (docs/observability.md). #run
+  // fills in `filename` and `name`; #drain and #settle the times and
+  // outcome ('threw' or 'returned'), and any other rejection is 'failed'.
+  #traced(task, options) {
+    const context = {
+      label: this.#label,
+      filename: undefined,
+      name: undefined,
+      waitTime: undefined,
+      runTime: undefined,
+      outcome: undefined,
+    }
+    return poolChannel.tracePromise(this.#runTraced, context, this, task, options, context)
+  }
+
+  #runTraced(task, options, context) {
+    return this.#run(task, options, context).then(undefined, (err) => {
+      context.outcome ??= 'failed'
+      throw err
+    })
+  }
+
+  #run(task, options, trace) {
     if (options === null || typeof options !== 'object') {
       return Promise.reject(typeError('options must be an object'))
     }
@@ -472,6 +513,10 @@ class WorkerPool extends EventEmitter {
       return Promise.reject(new BulkheadError(codes.CLOSED, 'the pool is closed'))
     }
     const file = filename != null ? toFilename(filename) : this.#filename
+    if (trace !== undefined) {
+      trace.filename = file ?? undefined
+      trace.name = name ?? this.#name
+    }
     if (file == null) {
       return Promise.reject(
         new BulkheadError(codes.INVALID_ARG, 'filename must be provided to run() or in the WorkerPool options'),
@@ -500,7 +545,7 @@ class WorkerPool extends EventEmitter {
     }
     if (spawn != null) for (let i = 0; i < spawn.length; i++) this.#spawn(spawn[i])
     const { promise, resolve, reject } = withResolvers()
-    const entry = { resolve, reject, signal: null, onAbort: null }
+    const entry = { resolve, reject, signal: null, onAbort: null, trace }
     if (signal != null) {
       entry.signal = signal
       entry.onAbort = () => this.#abort(id, signal)
@@ -533,10 +578,20 @@ class WorkerPool extends EventEmitter {
     }
   }
 
+  // Tracing: the task's times and how it ended, on its trace context.
+  #timed(id, kind, wait, run) {
+    const trace = this.#pending.get(id)?.trace
+    if (trace === undefined) return
+    if (wait >= 0) trace.waitTime = wait
+    if (run >= 0) trace.runTime = run
+    if (kind === 1) trace.outcome = 'threw'
+  }
+
   #settle(id, ok, value) {
     const entry = this.#pending.get(id)
     if (entry === undefined) return
     this.#pending.delete(id)
+    if (ok && entry.trace !== undefined) entry.trace.outcome = 'returned'
     if (entry.signal !== null) {
       if (typeof entry.signal.removeEventListener === 'function') {
         entry.signal.removeEventListener('abort', entry.onAbort)
@@ -569,10 +624,13 @@ class WorkerPool extends EventEmitter {
   }
 
   #drain(max = DRAIN_BATCH) {
-    const batch = this.#core.drain(max)
+    // Per-task times are asked for only while someone traces.
+    const times = poolChannel.hasSubscribers
+    const batch = times ? this.#core.drainTimed(max) : this.#core.drain(max)
+    const stride = times ? 5 : 3
     let i = 0
     let completedNow = 0
-    for (; i < batch.length; i += 3) {
+    for (; i < batch.length; i += stride) {
       const id = batch[i]
       if (id < 0) {
         // More results wait: take them after the event loop had a turn.
@@ -587,6 +645,7 @@ class WorkerPool extends EventEmitter {
       }
       const kind = batch[i + 1]
       const value = batch[i + 2]
+      if (times) this.#timed(id, kind, batch[i + 3], batch[i + 4])
       if (kind === 0) {
         completedNow++
         if (!this.#pending.has(id)) continue

@@ -24,6 +24,11 @@ export interface SingleFlightOptions {
    */
   name?: string
   /**
+   * Names this instance in metrics and traces (the `label` of its tracing context); it does
+   * not turn on process-wide sharing (that is `name`). A non-empty string. Default: `name`.
+   */
+  label?: string
+  /**
    * How a flight that calls `do()` for its own key (directly or through
    * other keys) is caught, so it rejects with `ERR_RECURSIVE_FLIGHT` instead
    * of waiting on itself. `'sync'` (free) catches such a call made before
@@ -102,6 +107,10 @@ export type FlightKey = string | number
 /** Per-key deduplication of concurrent async calls. */
 export declare class SingleFlight {
   constructor(options?: SingleFlightOptions)
+  /** The group's process-wide `name` (`undefined` when it has none). */
+  readonly name: string | undefined
+  /** The `label` option, else the `name`, else `undefined`. */
+  readonly label: string | undefined
   /**
    * Runs `fn` once for every caller of `key` that arrives while it is in
    * progress; they all get its result or its error. Errors are never
@@ -137,4 +146,25 @@ export declare class SingleFlight {
     fn: (...args: A) => R | PromiseLike<R>,
     keyFn?: (...args: A) => FlightKey,
   ): (...args: A) => Promise<R>
+}
+
+/**
+ * The context object of a `bulkhead:single-flight` trace (`diagnostics_channel.tracingChannel`):
+ * one per `do()` / `doShared()` call. See docs/observability.md.
+ */
+export interface SingleFlightTraceContext {
+  /** The group's `label` (`undefined` when it has none). */
+  label: string | undefined
+  /** The group's `name` (`undefined` unless it is process-wide). */
+  name: string | undefined
+  /** The call's key. */
+  key: FlightKey
+  /** Whether the call joined a flight already in progress (set by `end`). */
+  joined: boolean
+  /** Whether the call started the flight, and (in a named group) this thread runs its `fn` (set by `end`). */
+  leader: boolean
+  /** What the call resolved to (set before `asyncStart`; `{ value, shared }` for `doShared`). */
+  result?: unknown
+  /** Why the call failed (set before `error`). */
+  error?: unknown
 }

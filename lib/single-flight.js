@@ -23,6 +23,7 @@ const native = require('./native.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { TaskSignal } = require('./task-signal.js')
 const { track } = require('./instances.js')
+const { singleFlightChannel, checkLabel } = require('./tracing.js')
 
 const INTERNALS = Symbol.for('bulkhead.singleFlight.internals')
 const BATCH = 1024 // deadline triples per crossing
@@ -82,7 +83,7 @@ const DEFAULT_TIMEOUT = 30_000
 /** Default `maxKeys`: flights in progress at once; one more new key rejects with ERR_QUEUE_FULL. */
 const DEFAULT_MAX_KEYS = 10_000
 
-const GROUP_OPTIONS = new Set(['timeout', 'maxKeys', 'name', 'detectRecursion'])
+const GROUP_OPTIONS = new Set(['timeout', 'maxKeys', 'name', 'detectRecursion', 'label'])
 const CALL_OPTIONS = new Set(['signal', 'timeout'])
 
 function invalid(message) {
@@ -177,9 +178,12 @@ class SingleFlight {
   #namedTimer = null
   #namedTimerAt = Infinity
   #keepAlive = null
+  #name
+  #label
 
   /**
-   * @param {{ timeout?: number, maxKeys?: number, name?: string, detectRecursion?: 'sync' | 'async' }} [options]
+   * @param {{ timeout?: number, maxKeys?: number, name?: string, label?: string,
+   *   detectRecursion?: 'sync' | 'async' }} [options]
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw invalid('options must be an object')
@@ -199,6 +203,7 @@ class SingleFlight {
       maxKeys = DEFAULT_MAX_KEYS,
       name,
       detectRecursion = DEFAULT_DETECT_RECURSION,
+      label,
     } = options
     this.#timeout = checkTimeout(timeout, 'options.timeout')
     if (maxKeys === Infinity) {
@@ -215,6 +220,10 @@ class SingleFlight {
     if (this.#async && asyncContext === null) asyncContext = new AsyncLocalStorage()
     if (name !== undefined) {
       if (typeof name !== 'string' || name.length === 0) throw invalid('options.name must be a non-empty string')
+    }
+    this.#name = name
+    this.#label = checkLabel(label, name)
+    if (name !== undefined) {
       // The wake-up holds the group weakly, so an unreferenced group can be
       // collected (its finalizer then leaves the shared group).
       const self = new WeakRef(this)
@@ -231,12 +240,31 @@ class SingleFlight {
 
   /** Runs `fn` once for every caller of `key` that arrives while it is in progress. */
   do(key, fn, options) {
-    return this.#call(key, fn, options, false)
+    if (singleFlightChannel.hasSubscribers) return this.#traced(key, fn, options, false)
+    return this.#call(key, fn, options, false, undefined)
   }
 
   /** Like `do`, resolving to `{ value, shared }`: whether the result went to more than one call. */
   doShared(key, fn, options) {
-    return this.#call(key, fn, options, true)
+    if (singleFlightChannel.hasSubscribers) return this.#traced(key, fn, options, true)
+    return this.#call(key, fn, options, true, undefined)
+  }
+
+  /** The group's name (undefined when it is not process-wide). */
+  get name() {
+    return this.#name
+  }
+
+  /** The label naming this group in metrics and traces: `options.label`, else `options.name`, else undefined. */
+  get label() {
+    return this.#label
+  }
+
+  // A `bulkhead:single-flight` trace around one call (docs/observability.md).
+  // #call fills in `joined` and `leader`.
+  #traced(key, fn, options, withShared) {
+    const context = { label: this.#label, name: this.#name, key, joined: false, leader: false }
+    return singleFlightChannel.tracePromise(this.#call, context, this, key, fn, options, withShared, context)
   }
 
   /** The next call for `key` starts a new flight; callers of the old one still get its result. */
@@ -298,7 +326,7 @@ class SingleFlight {
     }
   }
 
-  #call(key, fn, options, withShared) {
+  #call(key, fn, options, withShared, trace) {
     checkKey(key)
     if (typeof fn !== 'function') throw typeError('fn must be a function')
     let signal
@@ -318,7 +346,7 @@ class SingleFlight {
     }
 
     let flight = this.#flights.get(key)
-    if (flight === undefined && this.#named !== null) return this.#callNamed(key, fn, signal, timeout, withShared)
+    if (flight === undefined && this.#named !== null) return this.#callNamed(key, fn, signal, timeout, withShared, trace)
     if (flight !== undefined) {
       if (this.#inside(flight)) {
         return Promise.reject(
@@ -332,6 +360,7 @@ class SingleFlight {
       this.#stats.calls++
       this.#stats.shared++
       if (this.#named !== null) this.#localJoins++
+      if (trace !== undefined) trace.joined = true
       return this.#wait(flight, signal, withShared)
     }
 
@@ -351,6 +380,7 @@ class SingleFlight {
     // The caller waits before the deadline is queued: queueing may drain a
     // full batch, and under load that drain can already find this flight due.
     const promise = this.#wait(flight, signal, withShared)
+    if (trace !== undefined) trace.leader = true
     if (timeout !== Infinity) this.#schedule(flight, performance.now() + timeout, timeout)
     if (!flight.done) this.#start(flight, fn)
     return promise
@@ -579,7 +609,7 @@ class SingleFlight {
   // v8.serialize bytes; other threads are woken through their weak
   // thread-safe function and take their events in one call (#onWake).
 
-  #callNamed(key, fn, signal, timeout, withShared) {
+  #callNamed(key, fn, signal, timeout, withShared, trace) {
     let begun
     try {
       begun = this.#named.begin(key, timeout === Infinity ? undefined : timeout)
@@ -593,10 +623,15 @@ class SingleFlight {
       flight.mapped = true
       this.#flights.set(key, flight)
       flight.calls++
+      if (trace !== undefined) trace.joined = true
       return this.#wait(flight, signal, withShared)
     }
     flight = new Flight(key, id)
     flight.leader = begun > 0
+    if (trace !== undefined) {
+      trace.leader = flight.leader
+      trace.joined = !flight.leader
+    }
     this.#flights.set(key, flight)
     this.#byId.set(id, flight)
     if (this.#byId.size === 1) this.#hold(true)

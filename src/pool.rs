@@ -131,6 +131,28 @@ pub struct Completion {
   pub id: TaskId,
   /// How it ended.
   pub outcome: Outcome,
+  /// How long it waited in the queue, if the pool knows (the main thread
+  /// reads it only for tracing: docs/observability.md).
+  pub wait: Option<Duration>,
+  /// How long it ran in a worker, if it started.
+  pub run: Option<Duration>,
+}
+
+impl Completion {
+  fn new(id: TaskId, outcome: Outcome) -> Self {
+    Completion {
+      id,
+      outcome,
+      wait: None,
+      run: None,
+    }
+  }
+
+  fn timed(mut self, wait: Option<Duration>, run: Option<Duration>) -> Self {
+    self.wait = wait;
+    self.run = run;
+    self
+  }
 }
 
 /// What the main thread takes from [`Pool::drain`].
@@ -354,6 +376,8 @@ enum TaskState {
   Running {
     worker: WorkerId,
     at: Duration,
+    /// How long it waited in the queue before it started.
+    waited: Duration,
   },
   /// Already settled for the caller (abort, timeout, destroy), still occupying its worker.
   Abandoned {
@@ -790,7 +814,11 @@ impl Pool {
       let TaskState::Queued { at } = entry.state else {
         continue;
       };
-      entry.state = TaskState::Running { worker, at: now };
+      entry.state = TaskState::Running {
+        worker,
+        at: now,
+        waited: now.saturating_sub(at),
+      };
       let payload = std::mem::take(&mut entry.payload);
       let module = entry.module;
       let run_timeout = entry.run_timeout;
@@ -832,8 +860,9 @@ impl Pool {
       };
       if owned {
         let entry = st.tasks.remove(&id).expect("checked above");
-        if let TaskState::Running { at, .. } = entry.state {
-          let run = micros(now.saturating_sub(at));
+        if let TaskState::Running { at, waited, .. } = entry.state {
+          let ran = now.saturating_sub(at);
+          let run = micros(ran);
           st.run_hist.record(run);
           st.stats.run_time_total_us += run;
           st.stats.completed += 1;
@@ -845,7 +874,11 @@ impl Pool {
               Outcome::Threw(bytes)
             }
           };
-          Self::push_completion(&mut st, &mut wakes, Completion { id, outcome });
+          Self::push_completion(
+            &mut st,
+            &mut wakes,
+            Completion::new(id, outcome).timed(Some(waited), Some(ran)),
+          );
         }
         self.release_slot(&mut st, worker, now);
       }
@@ -971,10 +1004,8 @@ impl Pool {
   fn fire(&self, st: &mut State, wakes: &mut Wakes, what: Deadline, now: Duration) {
     match what {
       Deadline::Queue(id) => {
-        if matches!(
-          st.tasks.get(&id).map(|e| &e.state),
-          Some(TaskState::Queued { .. })
-        ) {
+        if let Some(TaskState::Queued { at }) = st.tasks.get(&id).map(|e| &e.state) {
+          let waited = now.saturating_sub(*at);
           self.cancel_locked(st, wakes, id, ErrorCode::Timeout);
           let err = Error::new(
             ErrorCode::Timeout,
@@ -983,27 +1014,19 @@ impl Pool {
           Self::push_completion(
             st,
             wakes,
-            Completion {
-              id,
-              outcome: Outcome::Failed(err),
-            },
+            Completion::new(id, Outcome::Failed(err)).timed(Some(waited), None),
           );
         }
       }
       Deadline::Run(id) => {
-        if matches!(
-          st.tasks.get(&id).map(|e| &e.state),
-          Some(TaskState::Running { .. })
-        ) {
+        if let Some(&TaskState::Running { at, waited, .. }) = st.tasks.get(&id).map(|e| &e.state) {
           self.cancel_locked(st, wakes, id, ErrorCode::Timeout);
           let err = Error::new(ErrorCode::Timeout, "the task ran longer than its timeout");
           Self::push_completion(
             st,
             wakes,
-            Completion {
-              id,
-              outcome: Outcome::Failed(err),
-            },
+            Completion::new(id, Outcome::Failed(err))
+              .timed(Some(waited), Some(now.saturating_sub(at))),
           );
         }
       }
@@ -1086,15 +1109,13 @@ impl Pool {
         .collect();
       for id in held {
         let entry = st.tasks.remove(&id).expect("listed above");
-        if matches!(entry.state, TaskState::Running { .. }) {
+        if let TaskState::Running { at, waited, .. } = entry.state {
           st.stats.worker_exits += 1;
+          let ran = self.clock.now().saturating_sub(at);
           Self::push_completion(
             &mut st,
             &mut wakes,
-            Completion {
-              id,
-              outcome: Outcome::Failed(reason.clone()),
-            },
+            Completion::new(id, Outcome::Failed(reason.clone())).timed(Some(waited), Some(ran)),
           );
         }
       }
@@ -1114,10 +1135,7 @@ impl Pool {
                 Self::push_completion(
                   &mut st,
                   &mut wakes,
-                  Completion {
-                    id,
-                    outcome: Outcome::Failed(err),
-                  },
+                  Completion::new(id, Outcome::Failed(err)),
                 );
               }
             }
@@ -1201,10 +1219,7 @@ impl Pool {
           Self::push_completion(
             &mut st,
             &mut wakes,
-            Completion {
-              id,
-              outcome: Outcome::Failed(Error::closed("the pool was destroyed")),
-            },
+            Completion::new(id, Outcome::Failed(Error::closed("the pool was destroyed"))),
           );
         }
       }
@@ -1379,24 +1394,65 @@ mod tests {
     assert_eq!(
       batch.completions,
       vec![
-        Completion {
-          id: 1,
-          outcome: Outcome::Value(vec![10])
-        },
-        Completion {
-          id: 2,
-          outcome: Outcome::Threw(vec![20])
-        },
-        Completion {
-          id: 3,
-          outcome: Outcome::Value(vec![30])
-        },
+        Completion::new(1, Outcome::Value(vec![10])).timed(Some(ms(0)), Some(ms(0))),
+        Completion::new(2, Outcome::Threw(vec![20])).timed(Some(ms(0)), Some(ms(0))),
+        Completion::new(3, Outcome::Value(vec![30])).timed(Some(ms(0)), Some(ms(0))),
       ]
     );
     let s = p.stats();
     assert_eq!((s.completed, s.failed, s.queued, s.running), (3, 1, 0, 0));
     assert_eq!(s.run_time.count, 3);
     assert_eq!(s.wait_time.count, 3);
+  }
+
+  #[test]
+  fn completions_carry_each_task_s_queue_wait_and_run_time() {
+    let (p, clock, _) = pool(cfg(1, 1, 10));
+    let w = p.start()[0];
+    p.attach(w, Arc::new(Counter::default())).unwrap();
+    p.submit(1, vec![], opts()).unwrap();
+    p.submit(
+      2,
+      vec![],
+      SubmitOptions {
+        run_timeout: Some(ms(30)),
+        ..opts()
+      },
+    )
+    .unwrap();
+    p.submit(
+      3,
+      vec![],
+      SubmitOptions {
+        queue_timeout: Some(ms(20)),
+        ..opts()
+      },
+    )
+    .unwrap();
+    clock.advance(ms(5));
+    p.take(w).unwrap();
+    clock.advance(ms(7));
+    // Task 1 waited 5 ms and ran 7; task 2 starts now, after 12 ms.
+    assert_eq!(p.complete(w, 1, Ok(vec![])).unwrap().id, 2);
+    clock.advance(ms(8));
+    // At 20 ms task 3 has waited its queueTimeout; at 42 task 2 has run its timeout.
+    p.expire();
+    clock.advance(ms(22));
+    p.expire();
+    let batch = p.drain(usize::MAX);
+    let times: Vec<_> = batch
+      .completions
+      .iter()
+      .map(|c| (c.id, c.wait, c.run))
+      .collect();
+    assert_eq!(
+      times,
+      vec![
+        (1, Some(ms(5)), Some(ms(7))),
+        (3, Some(ms(20)), None),
+        (2, Some(ms(12)), Some(ms(30))),
+      ]
+    );
   }
 
   #[test]
@@ -1607,7 +1663,7 @@ mod tests {
     let batch = p.drain(usize::MAX);
     assert!(matches!(
       &batch.completions[..],
-      [Completion { id: 1, outcome: Outcome::Failed(e) }] if e.code == ErrorCode::Timeout
+      [Completion { id: 1, outcome: Outcome::Failed(e), .. }] if e.code == ErrorCode::Timeout
     ));
     assert_eq!(p.queue_size(), 0);
     assert_eq!(p.stats().timed_out, 1);
@@ -1635,7 +1691,7 @@ mod tests {
     let batch = p.drain(usize::MAX);
     assert!(matches!(
       &batch.completions[..],
-      [Completion { id: 1, outcome: Outcome::Failed(e) }] if e.code == ErrorCode::Timeout
+      [Completion { id: 1, outcome: Outcome::Failed(e), .. }] if e.code == ErrorCode::Timeout
     ));
     assert_eq!(p.poll(w).aborts, vec![1]);
     // A late result is dropped.

@@ -516,69 +516,16 @@ impl PoolCore {
   /// call) and the ids of workers to terminate.
   #[napi(catch_unwind)]
   pub fn drain(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
-    let batch = self.pool.drain(max as usize);
-    let raw_env = env.raw();
-    let mut arr = ptr::null_mut();
-    let len = batch.completions.len() * 3 + 1 + batch.terminate.len();
-    // SAFETY (every unsafe block in this method): `raw_env` is the env of
-    // this call on its JS thread; values live in the call's handle scope.
-    check(
-      unsafe { sys::napi_create_array_with_length(raw_env, len, &mut arr) },
-      "napi_create_array",
-    )?;
-    let mut i = 0u32;
-    let mut push = |v: sys::napi_value| -> napi::Result<(), ErrorCode> {
-      check(
-        unsafe { sys::napi_set_element(raw_env, arr, i, v) },
-        "napi_set_element",
-      )?;
-      i += 1;
-      Ok(())
-    };
-    let num = |n: f64| -> napi::Result<sys::napi_value, ErrorCode> {
-      let mut v = ptr::null_mut();
-      check(
-        unsafe { sys::napi_create_double(raw_env, n, &mut v) },
-        "napi_create_double",
-      )?;
-      Ok(v)
-    };
-    for c in batch.completions {
-      push(num(c.id as f64)?)?;
-      match c.outcome {
-        Outcome::Value(bytes) => {
-          push(num(0.0)?)?;
-          push(decode(raw_env, bytes)?)?;
-        }
-        Outcome::Threw(bytes) => {
-          push(num(1.0)?)?;
-          push(decode(raw_env, bytes)?)?;
-        }
-        Outcome::Failed(err) => {
-          push(num(2.0)?)?;
-          let text = format!("{} {}", err.code.as_str(), err.message);
-          let mut v = ptr::null_mut();
-          check(
-            unsafe {
-              sys::napi_create_string_utf8(
-                raw_env,
-                text.as_ptr().cast(),
-                text.len() as isize,
-                &mut v,
-              )
-            },
-            "napi_create_string_utf8",
-          )?;
-          push(v)?;
-        }
-      }
-    }
-    push(num(if batch.more { -2.0 } else { -1.0 })?)?;
-    for w in batch.terminate {
-      push(num(f64::from(w))?)?;
-    }
-    // SAFETY: `arr` is a live value of this call.
-    Ok(unsafe { Unknown::from_raw_unchecked(raw_env, arr) })
+    self.drain_batch(env, max, false)
+  }
+
+  /// Like `drain`, with two more numbers after each completion's value: the
+  /// milliseconds it waited in the queue and ran, `-1` where unknown. The
+  /// main thread calls it instead of `drain` while a tracing subscriber
+  /// listens (docs/observability.md).
+  #[napi(catch_unwind)]
+  pub fn drain_timed(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
+    self.drain_batch(env, max, true)
   }
 
   /// The main thread saw worker `worker` exit; `message` says how.
@@ -801,5 +748,80 @@ pub fn pool_nice_thread(increment: i32) -> bool {
   {
     let _ = increment;
     false
+  }
+}
+
+impl PoolCore {
+  // The body of `drain` and `drainTimed`.
+  fn drain_batch(&self, env: Env, max: u32, times: bool) -> napi::Result<Unknown<'_>, ErrorCode> {
+    let batch = self.pool.drain(max as usize);
+    let raw_env = env.raw();
+    let mut arr = ptr::null_mut();
+    let stride = if times { 5 } else { 3 };
+    let len = batch.completions.len() * stride + 1 + batch.terminate.len();
+    // SAFETY (every unsafe block in this method): `raw_env` is the env of
+    // this call on its JS thread; values live in the call's handle scope.
+    check(
+      unsafe { sys::napi_create_array_with_length(raw_env, len, &mut arr) },
+      "napi_create_array",
+    )?;
+    let mut i = 0u32;
+    let mut push = |v: sys::napi_value| -> napi::Result<(), ErrorCode> {
+      check(
+        unsafe { sys::napi_set_element(raw_env, arr, i, v) },
+        "napi_set_element",
+      )?;
+      i += 1;
+      Ok(())
+    };
+    let num = |n: f64| -> napi::Result<sys::napi_value, ErrorCode> {
+      let mut v = ptr::null_mut();
+      check(
+        unsafe { sys::napi_create_double(raw_env, n, &mut v) },
+        "napi_create_double",
+      )?;
+      Ok(v)
+    };
+    for c in batch.completions {
+      push(num(c.id as f64)?)?;
+      match c.outcome {
+        Outcome::Value(bytes) => {
+          push(num(0.0)?)?;
+          push(decode(raw_env, bytes)?)?;
+        }
+        Outcome::Threw(bytes) => {
+          push(num(1.0)?)?;
+          push(decode(raw_env, bytes)?)?;
+        }
+        Outcome::Failed(err) => {
+          push(num(2.0)?)?;
+          let text = format!("{} {}", err.code.as_str(), err.message);
+          let mut v = ptr::null_mut();
+          check(
+            unsafe {
+              sys::napi_create_string_utf8(
+                raw_env,
+                text.as_ptr().cast(),
+                text.len() as isize,
+                &mut v,
+              )
+            },
+            "napi_create_string_utf8",
+          )?;
+          push(v)?;
+        }
+      }
+      if times {
+        let millis = |d: Option<std::time::Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
+        push(num(millis(c.wait))?)?;
+        push(num(millis(c.run))?)?;
+      }
+    }
+    push(num(if batch.more { -2.0 } else { -1.0 })?)?;
+    for w in batch.terminate {
+      push(num(f64::from(w))?)?;
+    }
+    // SAFETY: `arr` is a live value of this call.
+    Ok(unsafe { Unknown::from_raw_unchecked(raw_env, arr) })
   }
 }

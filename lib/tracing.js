@@ -1,0 +1,39 @@
+'use strict'
+// Tracing channels (node:diagnostics_channel) and the `label` option shared by
+// every primitive. docs/observability.md, "Tracing channels", documents the
+// channel names, the context objects and when each event fires.
+//
+// Each primitive checks its channel's `hasSubscribers` before doing anything
+// for tracing: with nobody subscribed, a call costs that one getter and
+// nothing else (no context object, no closure, no extra promise). With a
+// subscriber, the call goes through `tracingChannel.tracePromise`, so the
+// primitive's own work (and a task that starts at once, or a flight's fn)
+// runs inside `start.runStores(context)`: stores bound with `bindStore` are
+// in force there, and the promise reactions made then (the ones that start a
+// queued task later) keep them.
+
+const dc = require('node:diagnostics_channel')
+const { typeError, rangeError } = require('./errors.js')
+
+/** `bulkhead:limiter`: one trace per `Limiter#run()` and per `limit()` call of pLimit / limitFunction. */
+const limiterChannel = dc.tracingChannel('bulkhead:limiter')
+/** `bulkhead:single-flight`: one trace per `do()` / `doShared()` call. */
+const singleFlightChannel = dc.tracingChannel('bulkhead:single-flight')
+/** `bulkhead:pool`: one trace per `WorkerPool#run()` call. */
+const poolChannel = dc.tracingChannel('bulkhead:pool')
+
+/**
+ * Validates a `label` option: undefined, or a non-empty string. `label` only
+ * names the instance in metrics and traces; it never turns on process-wide
+ * sharing (that is what `name` does). Returns the label, or `fallback`.
+ */
+function checkLabel(label, fallback) {
+  if (label === undefined) return fallback
+  if (typeof label !== 'string') {
+    throw typeError(`options.label must be a string, got ${label === null ? 'null' : typeof label}`)
+  }
+  if (label === '') throw rangeError('options.label must be a non-empty string')
+  return label
+}
+
+module.exports = { limiterChannel, singleFlightChannel, poolChannel, checkLabel }
