@@ -591,3 +591,37 @@ test('close() resolves once running tasks finished and their permits are back in
   assert.equal(stats.acquired, 1)
   assert.ok(stats.runP50 >= 50, `runP50 ${stats.runP50}`)
 })
+
+test('label names the instance in traces: a bulkhead:limiter trace per task, with its wait time', { skip, timeout: 30_000 }, async () => {
+  const { tracingChannel } = await import('node:diagnostics_channel')
+  const name = fresh()
+  assert.throws(() => new Limiter({ name, redis: server.url, concurrency: 1, label: 3 }),
+    { name: 'TypeError', message: /options\.label must be a string/ })
+  const plain = new Limiter({ name, redis: server.url, concurrency: 1 })
+  const limiter = new Limiter({ name, redis: server.url, concurrency: 1, label: 'upstream-a' })
+  const seen = []
+  const handlers = {
+    start: (ctx) => seen.push(['start', ctx.label, ctx.name, ctx.priority, ctx.weight]),
+    asyncStart: (ctx) => seen.push(['asyncStart', typeof ctx.waitTime, ctx.result]),
+    error: (ctx) => seen.push(['error', ctx.error.message]),
+  }
+  const channel = tracingChannel('bulkhead:limiter')
+  channel.subscribe(handlers)
+  try {
+    assert.equal(plain.label, name, 'defaults to the name')
+    assert.equal(limiter.label, 'upstream-a')
+    assert.equal(await limiter.run(() => 'ok', { priority: 2 }), 'ok')
+    await assert.rejects(limiter.run(() => { throw new Error('boom') }), /boom/)
+    assert.deepEqual(seen, [
+      ['start', 'upstream-a', name, 2, 1],
+      ['asyncStart', 'number', 'ok'],
+      ['start', 'upstream-a', name, 0, 1],
+      ['error', 'boom'],
+      ['asyncStart', 'number', undefined],
+    ])
+  } finally {
+    channel.unsubscribe(handlers)
+    await limiter.close()
+    await plain.close()
+  }
+})

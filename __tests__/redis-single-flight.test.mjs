@@ -391,3 +391,35 @@ test('the flight deadline defaults to 30 s in distributed mode', { skip, timeout
     group.close()
   }
 })
+
+test('label names the group in traces: a bulkhead:single-flight trace per call says who led and who joined', { skip, timeout: 30_000 }, async () => {
+  const { tracingChannel } = await import('node:diagnostics_channel')
+  const name = fresh()
+  assert.throws(() => new SingleFlight({ name, redis: server.url, label: '' }), { name: 'RangeError', message: /options\.label/ })
+  const a = new SingleFlight({ name, redis: server.url, label: 'users' })
+  const b = new SingleFlight({ name, redis: server.url })
+  const ended = []
+  const handlers = { asyncEnd: (ctx) => ended.push({ label: ctx.label, name: ctx.name, key: ctx.key, joined: ctx.joined, leader: ctx.leader }) }
+  const channel = tracingChannel('bulkhead:single-flight')
+  channel.subscribe(handlers)
+  try {
+    assert.equal(a.label, 'users')
+    assert.equal(b.label, name, 'defaults to the name')
+    let release
+    const gate = new Promise((resolve) => { release = resolve })
+    const lead = a.do('k', () => gate)
+    const joinHere = a.do('k', () => 'never')
+    await sleep(50) // a's flight holds the lock in Redis
+    const joinThere = b.do('k', () => 'never') // another instance: follows through Redis
+    await sleep(50)
+    release('v')
+    assert.deepEqual(await Promise.all([lead, joinHere, joinThere]), ['v', 'v', 'v'])
+    const byRole = (e) => `${e.label}:${e.leader ? 'leader' : e.joined ? 'joined' : 'none'}`
+    assert.deepEqual(ended.map(byRole).sort(), [`${name}:joined`, 'users:joined', 'users:leader'])
+    assert.ok(ended.every((e) => e.key === 'k' && e.name === name))
+  } finally {
+    channel.unsubscribe(handlers)
+    await a.close()
+    await b.close()
+  }
+})

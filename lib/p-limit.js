@@ -18,7 +18,7 @@
 // resolved, which is the order tasks start, so the shared `runNext`
 // reaction always runs the task at `head`.
 
-const { limiterChannel, checkLabel } = require('./tracing.js')
+const { limiterChannel, checkLabel, traceLimiterTask } = require('./tracing.js')
 
 const CONCURRENCY_MESSAGE = 'Expected `concurrency` to be a number from 1 and up'
 const RESOLVED = Promise.resolve()
@@ -544,23 +544,7 @@ class Limiter {
   // A `bulkhead:limiter` trace around one task (docs/observability.md).
   // `waitTime` is filled in when the task starts.
   #traced(fn, options) {
-    const given = options !== null && typeof options === 'object' ? options : undefined
-    const context = {
-      label: this.#label,
-      name: this.#name,
-      priority: given?.priority ?? 0,
-      weight: given?.weight ?? 1,
-      waitTime: undefined,
-    }
-    let task = fn
-    if (typeof fn === 'function') {
-      const queued = performance.now()
-      task = (signal) => {
-        context.waitTime = performance.now() - queued
-        return fn(signal)
-      }
-    }
-    return limiterChannel.tracePromise(this.#run, context, this, task, options)
+    return traceLimiterTask(this.#run, this, this.#label, this.#name, fn, options)
   }
 
   #run(fn, options) {

@@ -37,11 +37,12 @@ const { RedisClient } = require('./redis.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { Limiter } = require('./p-limit.js')
 const { TaskSignal } = require('./task-signal.js')
+const { limiterChannel, checkLabel, traceLimiterTask } = require('./tracing.js')
 
 // What distributed mode supports; anything else (a typo, or a local-only
 // option) is an ERR_INVALID_ARG naming it, with the option meant if close.
 const REDIS_LIMITER_OPTIONS = new Set([
-  'name', 'redis', 'concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'lease', 'onRedisDown',
+  'name', 'redis', 'concurrency', 'maxPending', 'timeout', 'queueTimeout', 'rate', 'lease', 'onRedisDown', 'label',
 ])
 const RUN_OPTIONS = new Set(['signal', 'timeout', 'queueTimeout', 'priority', 'weight'])
 
@@ -342,6 +343,7 @@ class Waiter {
 class RedisLimiter extends Limiter {
   #client
   #name
+  #where
   #label
   #keys
   #concurrency
@@ -425,7 +427,8 @@ class RedisLimiter extends Limiter {
       throw invalid(`options.lease must be a number of milliseconds of at least 3 x commandTimeout (${3 * commandTimeout})`)
     }
     this.#name = name
-    this.#label = `Limiter "${name}" (redis)`
+    this.#where = `Limiter "${name}" (redis)`
+    this.#label = checkLabel(options.label, name)
     this.#concurrency = limit
     this.#maxPending = maxPending
     this.#lease = lease
@@ -446,6 +449,8 @@ class RedisLimiter extends Limiter {
 
   /** The shared limiter's name. */
   get name() { return this.#name }
+  /** The label naming this limiter in metrics and traces: `options.label`, else the name. */
+  get label() { return this.#label }
   /** This process's tasks running now. */
   get activeCount() { return this.#active }
   /** This process's tasks waiting for a permit (from run() until granted). */
@@ -461,7 +466,7 @@ class RedisLimiter extends Limiter {
   set concurrency(_value) {
     // Each process passes its concurrency to every script call; changing it
     // in one process would make the limit depend on who asks.
-    throw invalid(`${this.#label}: concurrency cannot be changed in distributed mode ` +
+    throw invalid(`${this.#where}: concurrency cannot be changed in distributed mode ` +
       '(every process passes its own to Redis; create the Limiter with the new value everywhere)')
   }
 
@@ -530,7 +535,18 @@ class RedisLimiter extends Limiter {
    * as `fn` does, or with ERR_QUEUE_FULL / ERR_TIMEOUT / ERR_ABORTED /
    * ERR_CLOSED / ERR_UNAVAILABLE / ERR_LEASE_LOST.
    */
-  async run(fn, options) {
+  run(fn, options) {
+    if (limiterChannel.hasSubscribers) return this.#traced(fn, options)
+    return this.#runTask(fn, options)
+  }
+
+  // A `bulkhead:limiter` trace around one task (docs/observability.md);
+  // `waitTime` is filled in when the task starts.
+  #traced(fn, options) {
+    return traceLimiterTask(this.#runTask, this, this.#label, this.#name, fn, options)
+  }
+
+  async #runTask(fn, options) {
     if (typeof fn !== 'function') throw invalid('fn must be a function')
     if (this.#closed) throw errorFor(codes.CLOSED, 'the limiter is closed')
     let signal
@@ -562,7 +578,7 @@ class RedisLimiter extends Limiter {
     }
     if (this.#pending >= this.#maxPending) {
       this.#stats.queueFull++
-      throw errorFor(codes.QUEUE_FULL, `${this.#label}: the queue is full (maxPending: ${this.#maxPending} in this process)`)
+      throw errorFor(codes.QUEUE_FULL, `${this.#where}: the queue is full (maxPending: ${this.#maxPending} in this process)`)
     }
     const now = performance.now()
     const deadline = timeout === undefined ? Number.POSITIVE_INFINITY : now + timeout
@@ -615,11 +631,11 @@ class RedisLimiter extends Limiter {
       error = errorFor(codes.ABORTED, 'the task was aborted', task.signal.reason)
     } else if (why === STOP_TIMEOUT) {
       this.#stats.timedOut++
-      error = errorFor(codes.TIMEOUT, `${this.#label}: the task timed out after ${task.timeout} ms`)
+      error = errorFor(codes.TIMEOUT, `${this.#where}: the task timed out after ${task.timeout} ms`)
     } else if (why === STOP_QUEUE_TIMEOUT) {
       this.#stats.timedOut++
       error = errorFor(codes.TIMEOUT,
-        `${this.#label}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`)
+        `${this.#where}: the task waited ${task.queueTimeout} ms for a permit (queueTimeout) and was dropped`)
     } else if (why === STOP_CLEAR) {
       this.#stats.aborted++
       error = errorFor(codes.ABORTED, 'the task was cleared from the queue')
@@ -785,13 +801,13 @@ class RedisLimiter extends Limiter {
     if (deadline !== Number.POSITIVE_INFINITY) {
       timer = setTimeout(() => {
         this.#stats.timedOut++
-        abort(errorFor(codes.TIMEOUT, `${this.#label}: the task timed out after ${timeout} ms`))
+        abort(errorFor(codes.TIMEOUT, `${this.#where}: the task timed out after ${timeout} ms`))
       }, Math.max(0, deadline - performance.now()))
     }
     const renewal = this.#client.startLeaseRenewal(holder)
     this.#renewals.set(renewal, () => {
       this.#stats.lostLeases++
-      abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#label})`))
+      abort(errorFor(codes.LEASE_LOST, `the permit's lease in Redis was lost (${this.#where})`))
     })
     const work = (async () => fn(controller.signal))()
     this.#busy++

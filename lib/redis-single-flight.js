@@ -26,9 +26,10 @@ const { RedisClient } = require('./redis.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { SingleFlight } = require('./single-flight.js')
 const { TaskSignal } = require('./task-signal.js')
+const { singleFlightChannel, checkLabel } = require('./tracing.js')
 
 // What distributed mode supports; anything else is an ERR_INVALID_ARG naming it.
-const REDIS_FLIGHT_OPTIONS = new Set(['name', 'redis', 'timeout', 'maxKeys', 'lease', 'onRedisDown', 'serializer'])
+const REDIS_FLIGHT_OPTIONS = new Set(['name', 'redis', 'timeout', 'maxKeys', 'lease', 'onRedisDown', 'serializer', 'label'])
 const CALL_OPTIONS = new Set(['signal', 'timeout'])
 
 /** Default flight deadline in this process (ms), as in local mode. */
@@ -163,6 +164,7 @@ class Entry {
     this.timer = undefined
     this.controller = undefined // fn's signal when this process runs fn
     this.leading = undefined // { lock, token, renewal } while it leads in Redis
+    this.trace = undefined // the first caller's bulkhead:single-flight context, when traced
     this.wake = undefined // ends a follower's wait
   }
 }
@@ -188,6 +190,8 @@ class RedisSingleFlight extends SingleFlight {
   #followers = new Map() // token -> Set(wake(outcomeText|null))
   #subscription = undefined
   #closed = false
+  #name
+  #label
   #lastRedisStats = undefined // the connection's counters when it was let go
   #stats = {
     flights: 0, calls: 0, shared: 0, timeouts: 0, aborts: 0, errors: 0,
@@ -208,6 +212,8 @@ class RedisSingleFlight extends SingleFlight {
     if (onRedisDown !== 'local' && onRedisDown !== 'reject') {
       throw typeError("options.onRedisDown must be 'local' or 'reject'")
     }
+    this.#name = name
+    this.#label = checkLabel(options.label, name)
     this.#timeout = checkTimeout(timeout, 'options.timeout')
     if (maxKeys !== Number.POSITIVE_INFINITY && !(Number.isSafeInteger(maxKeys) && maxKeys >= 1)) {
       throw typeError('options.maxKeys must be a positive integer or Infinity')
@@ -254,12 +260,28 @@ class RedisSingleFlight extends SingleFlight {
 
   /** Runs `fn(signal)` once for every caller of `key` in any process while it is in progress. */
   do(key, fn, options) {
-    return this.#call(key, fn, options, false)
+    if (singleFlightChannel.hasSubscribers) return this.#traced(key, fn, options, false)
+    return this.#call(key, fn, options, false, undefined)
   }
 
   /** Like `do`, resolving to `{ value, shared }`. */
   doShared(key, fn, options) {
-    return this.#call(key, fn, options, true)
+    if (singleFlightChannel.hasSubscribers) return this.#traced(key, fn, options, true)
+    return this.#call(key, fn, options, true, undefined)
+  }
+
+  /** The shared group's name. */
+  get name() { return this.#name }
+
+  /** The label naming this group in metrics and traces: `options.label`, else the name. */
+  get label() { return this.#label }
+
+  // A `bulkhead:single-flight` trace around one call (docs/observability.md):
+  // `joined` when the call joined a flight already in progress here or led
+  // by another process, `leader` when this call's process ran fn for it.
+  #traced(key, fn, options, withShared) {
+    const context = { label: this.#label, name: this.#name, key, joined: false, leader: false }
+    return singleFlightChannel.tracePromise(this.#call, context, this, key, fn, options, withShared, context)
   }
 
   /**
@@ -294,7 +316,7 @@ class RedisSingleFlight extends SingleFlight {
     return this.#local.size
   }
 
-  #call(key, fn, options, withShared) {
+  #call(key, fn, options, withShared, trace) {
     checkKey(key)
     if (typeof fn !== 'function') throw typeError('fn must be a function')
     let signal
@@ -313,6 +335,7 @@ class RedisSingleFlight extends SingleFlight {
     }
     let entry = this.#local.get(key)
     if (entry !== undefined) {
+      if (trace !== undefined) trace.joined = true
       this.#stats.joinedLocally++
       this.#stats.calls++
       this.#stats.shared++
@@ -324,6 +347,7 @@ class RedisSingleFlight extends SingleFlight {
         `${this.#live} flights are in progress in this process (maxKeys: ${this.#maxKeys})`))
     }
     entry = new Entry(key, timeout)
+    entry.trace = trace
     entry.outcome = new Promise((resolve) => { entry.settle = resolve })
     this.#local.set(key, entry)
     this.#live++
@@ -445,6 +469,7 @@ class RedisSingleFlight extends SingleFlight {
         if (err?.code === codes.UNAVAILABLE) this.#cleanUp(lock, token)
         if (err?.code !== codes.UNAVAILABLE || this.#onRedisDown === 'reject') throw err
         this.#stats.fallbacks++
+        if (entry.trace !== undefined) entry.trace.leader = true
         // Dedupe within this process only (its callers share this entry).
         return this.#runFn(entry, fn)
       }
@@ -455,6 +480,10 @@ class RedisSingleFlight extends SingleFlight {
             .catch(() => {})
         }
         return undefined
+      }
+      if (entry.trace !== undefined) {
+        entry.trace.leader = reply[0] === 1
+        entry.trace.joined = reply[0] !== 1
       }
       if (reply[0] === 1) return this.#lead(entry, lock, token, fn)
       const leader = reply[1]

@@ -36,4 +36,24 @@ function checkLabel(label, fallback) {
   return label
 }
 
-module.exports = { limiterChannel, singleFlightChannel, poolChannel, checkLabel }
+/**
+ * Runs `run.call(self, fn, options)` inside a `bulkhead:limiter` trace: the
+ * context has the limiter's `label` and `name`, the task's `priority` and
+ * `weight`, and `waitTime` (ms), set when the task starts, so before
+ * `asyncStart`. Shared by the local and the distributed Limiter.
+ */
+function traceLimiterTask(run, self, label, name, fn, options) {
+  const given = options !== null && typeof options === 'object' ? options : undefined
+  const context = { label, name, priority: given?.priority ?? 0, weight: given?.weight ?? 1, waitTime: undefined }
+  let task = fn
+  if (typeof fn === 'function') {
+    const queued = performance.now()
+    task = (signal) => {
+      context.waitTime = performance.now() - queued
+      return fn(signal)
+    }
+  }
+  return limiterChannel.tracePromise(run, context, self, task, options)
+}
+
+module.exports = { limiterChannel, singleFlightChannel, poolChannel, checkLabel, traceLimiterTask }
