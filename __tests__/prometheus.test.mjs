@@ -160,14 +160,12 @@ test('Redis-backed limiters and groups are scraped with this process\'s counts',
     let { samples } = await scrape(register)
     assert.equal(samples.get(key('bulkhead_limiter_completed_total', { name: 'prom-redis' })), 2)
     assert.equal(samples.get(key('bulkhead_limiter_active', { name: 'prom-redis' })), 0)
-    // SingleFlight has no name getter: a Redis group is in the unlabelled
-    // series, where every other group of this file is idle.
     assert.equal(group.stats().inFlight, 1)
-    assert.equal(samples.get(key('bulkhead_single_flight_in_flight')), 1)
+    assert.equal(samples.get(key('bulkhead_single_flight_in_flight', { name: 'prom-redis-group' })), 1)
     gate.resolve(5)
     assert.deepEqual(await Promise.all(calls), [5, 5])
     ;({ samples } = await scrape(register))
-    assert.equal(samples.get(key('bulkhead_single_flight_in_flight')), 0)
+    assert.equal(samples.get(key('bulkhead_single_flight_in_flight', { name: 'prom-redis-group' })), 0)
   } finally {
     await limiter.close()
     group.close()
