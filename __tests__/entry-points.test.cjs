@@ -1,7 +1,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 
-const entryPoints = ['bulkhead', 'bulkhead/lru-cache', 'bulkhead/p-limit', 'bulkhead/pool', 'bulkhead/single-flight']
+const entryPoints = ['bulkhead', 'bulkhead/lru-cache', 'bulkhead/p-limit', 'bulkhead/pool', 'bulkhead/single-flight', 'bulkhead/tiered-cache']
 
 for (const specifier of entryPoints) {
   test(`require('${specifier}') loads`, () => {
