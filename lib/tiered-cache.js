@@ -5,7 +5,8 @@
 // docs/tiered-cache.md for the consistency model.
 //
 // Keys, all under the hash tag `{name}` (one Cluster slot):
-//   P:tiered:{name}:v:<key>         the value: "<grace>\n" + "v" + serialize(value),
+//   P:tiered:{name}:v:<key>         the value: "<grace>\n<write id>\n" + "v" + serialize(value)
+//                                   (SingleFlight's encoding after the header),
 //                                   PX = ttl + grace (it expires at the end of grace)
 //   P:tiered:{name}:bus             pub/sub channel: "<token>:<seq>\nk<key>" (one key
 //                                   changed) or "<token>:<seq>\nc" (cleared); the
@@ -349,7 +350,7 @@ class TieredCache {
       }
       if (hit !== undefined) {
         if (hit !== null) {
-          const ok = this.#unwatch(k, w)
+          const ok = this.#unwatch(k, w, hit.id)
           if (hit.freshMs > 0) {
             this.#stats.l2Hits++
             if (ok) this.#fill(k, hit.value, hit.freshMs, hit.staleMs)
@@ -383,15 +384,21 @@ class TieredCache {
     if (reply[0] !== 1) return null
     const text = reply[1]
     const pttl = Number(reply[2])
-    const nl = text.indexOf('\n')
-    const grace = Number(text.slice(0, nl))
-    if (text[nl + 1] !== 'v' || !(pttl > 0)) return null
-    return { value: this.#serializer.deserialize(text.slice(nl + 2)), freshMs: pttl - grace, staleMs: pttl }
+    const a = text.indexOf('\n')
+    const b = text.indexOf('\n', a + 1)
+    const grace = Number(text.slice(0, a))
+    if (b < 0 || text[b + 1] !== 'v' || !(pttl > 0)) return null
+    return {
+      value: this.#serializer.deserialize(text.slice(b + 2)),
+      id: text.slice(a + 1, b),
+      freshMs: pttl - grace,
+      staleMs: pttl,
+    }
   }
 
   // Writes `value` to L2 (PX ttl + grace) and publishes key `k` as write `id`.
   async #l2Set(k, value, ttl, grace, id) {
-    const text = `${grace}\nv${this.#serializer.serialize(value === undefined ? null : value)}`
+    const text = `${grace}\n${id}\nv${this.#serializer.serialize(value === undefined ? null : value)}`
     await this.#client.eval(this.#ids.set, [`${this.#prefix}:v:${k}`],
       [text, ttl + grace, this.#channel, `${id}\nk${k}`])
     this.#stats.invalidationsSent++
@@ -438,7 +445,7 @@ class TieredCache {
     if (!load.force) {
       try {
         const hit = await this.#l2Get(k)
-        if (hit !== null && hit.freshMs > 0) return { v: hit.value }
+        if (hit !== null && hit.freshMs > 0) return { v: hit.value, id: hit.id }
       } catch (err) {
         if (!unavailable(err)) throw err
       }
@@ -528,6 +535,7 @@ class TieredCache {
     const w = this.#watch(k)
     try {
       await this.#l2Set(k, value, ttl, grace, id)
+      this.#redisAnswered()
     } catch (err) {
       this.#unwatch(k, w)
       if (unavailable(err)) this.#redisFailed()
@@ -546,6 +554,7 @@ class TieredCache {
     let n
     try {
       n = await this.#client.eval(this.#ids.del, [`${this.#prefix}:v:${k}`], [this.#channel, `${id}\nk${k}`])
+      this.#redisAnswered()
     } catch (err) {
       if (unavailable(err)) this.#redisFailed()
       throw err
@@ -569,6 +578,7 @@ class TieredCache {
         if (keys.length > 0) await this.#client.command('UNLINK', ...keys)
       } while (cursor !== '0')
       await this.#client.command('PUBLISH', this.#channel, `${this.#nextId()}\nc`)
+      this.#redisAnswered()
     } catch (err) {
       if (unavailable(err)) this.#redisFailed()
       throw err
