@@ -6,6 +6,9 @@ import assert from 'node:assert/strict'
 import { fork } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { existsSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
 
 const require = createRequire(import.meta.url)
@@ -32,8 +35,8 @@ after(async () => {
 })
 
 /** A child process with a TieredCache; `call(op, fields)` resolves to its reply. */
-async function worker(cfg, url = server.url) {
-  const child = fork(WORKER, [JSON.stringify({ url, ...cfg })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+async function worker(cfg, url = server.url, execPath = process.execPath) {
+  const child = fork(WORKER, [JSON.stringify({ url, ...cfg })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execPath, execArgv: [] })
   const waiting = new Map()
   let next = 0
   await new Promise((resolve, reject) => {
@@ -387,6 +390,29 @@ test('a caller leaving: its signal rejects it with ERR_ABORTED; the loader\'s si
     assert.equal(loaderSignal.aborted, true)
   } finally {
     cache.close()
+  }
+})
+
+// A rolling deploy mixes Node majors: L2 values are JSON, which all read.
+// Node 22 from scripts/fetch-node.sh's cache (`bash scripts/fetch-node.sh 22`).
+const NODE_22 = join(process.env.BULKHEAD_NODE_CACHE ?? join(homedir(), '.cache/bulkhead/node'), '22/package/bin/node')
+test('a Node 22 process and this Node read each other\'s values', {
+  skip: skip || (existsSync(NODE_22) ? false : 'Node 22 not fetched (bash scripts/fetch-node.sh 22)'),
+  timeout: 30_000,
+}, async () => {
+  const name = fresh()
+  const old = await worker({ name, ttl: 60_000 }, server.url, NODE_22)
+  const cur = await worker({ name, ttl: 60_000 })
+  try {
+    await old.call('set', { key: 'from22', value: { n: 22, list: [1, 'two'] } })
+    await cur.call('set', { key: 'from24', value: { n: 24 } })
+    assert.deepEqual(await cur.call('fetch', { key: 'from22' }), { n: 22, list: [1, 'two'] })
+    assert.deepEqual(await old.call('fetch', { key: 'from24' }), { n: 24 })
+    const loaded = await old.call('fetch', { key: 'loaded' })
+    assert.deepEqual(await cur.call('fetch', { key: 'loaded' }), loaded)
+    assert.equal((await cur.call('loads')).loaded, undefined, 'read from L2, not loaded again')
+  } finally {
+    await Promise.all([old.close(), cur.close()])
   }
 })
 

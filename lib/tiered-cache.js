@@ -483,6 +483,7 @@ class TieredCache {
     const joined = this.#local.inFlight(k)
     const w = this.#watch(k)
     let value
+    let ok
     try {
       value = await this.#local.do(k, async (signal) => {
         this.#stats.loads++
@@ -494,11 +495,12 @@ class TieredCache {
         }
       }, callOptions)
     } finally {
+      ok = this.#unwatch(k, w)
       if (joined) this.#stats.loadsJoinedLocally++
     }
     // Not in L2: other instances may disagree; the bus reconnect (or l1Ttl)
     // drops it once Redis is back.
-    if (this.#unwatch(k, w) || !this.#confirmed) {
+    if (ok || !this.#confirmed) {
       this.#fill(k, value, load.ttl, load.ttl + load.grace)
     }
     return value
