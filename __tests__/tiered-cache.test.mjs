@@ -300,6 +300,28 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
   }
 })
 
+test('the breaker closes when Redis answers, even if the probing call\'s loader fails', { skip, timeout: 30_000 }, async () => {
+  const own = await RedisServer.start()
+  const cache = new TieredCache({
+    name: 'probe', redis: { url: own.url, commandTimeout: 200 }, ttl: 60_000,
+    fetchMethod: async () => { throw new Error('loader failed') },
+  })
+  try {
+    own.pause()
+    await assert.rejects(cache.fetch('a'), /loader failed/) // a local load (Redis away)
+    assert.equal(cache.stats().redisDown, true)
+    own.resume()
+    await sleep(1100) // the breaker's cooldown
+    // This call probes Redis (it answers); its loader fails.
+    await assert.rejects(cache.fetch('b', { forceRefresh: true }), /loader failed/)
+    assert.equal(cache.stats().redisDown, false, 'a probe whose loader failed does not keep Redis skipped')
+  } finally {
+    own.resume()
+    cache.close()
+    await own.stop()
+  }
+})
+
 test('Redis killed and restarted empty: local loads meanwhile, L1 dropped at the reconnect', { skip, timeout: 30_000 }, async () => {
   const own = await RedisServer.start()
   let runs = 0

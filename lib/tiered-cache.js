@@ -345,7 +345,10 @@ class TieredCache {
         this.#redisAnswered()
       } catch (err) {
         this.#unwatch(k, w)
-        if (!unavailable(err)) throw err
+        if (!unavailable(err)) {
+          this.#redisAnswered() // it answered (a probe must not stay open)
+          throw err
+        }
         this.#redisFailed()
       }
       if (hit !== undefined) {
@@ -424,7 +427,10 @@ class TieredCache {
       this.#redisAnswered()
     } catch (err) {
       this.#unwatch(k, w)
-      if (!unavailable(err)) throw err
+      if (!unavailable(err)) {
+        this.#redisAnswered() // e.g. the loader failed: Redis answered
+        throw err
+      }
       // The flight could not reach Redis: run it here (the breaker is open).
       this.#redisFailed()
       if (this.#onRedisDown === 'reject') throw this.#downError()
