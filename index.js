@@ -11,4 +11,5 @@ module.exports = {
   ...require('./lib/p-limit.js'),
   ...require('./lib/pool.js'),
   ...require('./lib/single-flight.js'),
+  ...require('./lib/tiered-cache.js'),
 }

@@ -28,9 +28,9 @@ function runDemo(args, env = process.env) {
 test('npm run demo -- --quick --json reports every trap removed', () => {
   const report = JSON.parse(runDemo(['--quick', '--json']))
   assert.deepEqual(report.missingPrimitives, [])
-  assert.equal(report.scenarios.length, 13)
+  assert.equal(report.scenarios.length, 14)
   assert.equal(report.scenarios.filter((s) => s.timing).length, 3, 'only the three wall-clock scenarios skip the direction check')
-  assert.deepEqual(report.skipped, haveRedis ? [] : ['redis-shared-quota'])
+  assert.deepEqual(report.skipped, haveRedis ? [] : ['redis-shared-quota', 'redis-tiered-cache'])
   for (const s of report.scenarios) {
     assert.equal(s.error, undefined, `${s.id}: ${s.error}`)
     if (s.skipped) continue
@@ -54,6 +54,16 @@ test('npm run demo -- --quick --json reports every trap removed', () => {
     assert.ok(quota.bulkhead >= 1 && quota.bulkhead <= 5, `bulkhead peak ${quota.bulkhead}`)
     assert.ok(quota.extra.naiveOverQuota > 0)
     assert.equal(quota.extra.bulkheadOverQuota, 0)
+  }
+  // Four instances with their own cache load each cold key four times and
+  // three keep the old record after a write; TieredCache loads it once for
+  // the fleet and no instance reads the old record.
+  const tiered = report.scenarios.find((s) => s.id === 'redis-tiered-cache')
+  if (haveRedis) {
+    assert.equal(tiered.naive, 4 * tiered.extra.keys)
+    assert.equal(tiered.bulkhead, tiered.extra.keys)
+    assert.equal(tiered.extra.naiveStaleReads, 3)
+    assert.equal(tiered.extra.bulkheadStaleReads, 0)
   }
 })
 

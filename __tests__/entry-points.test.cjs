@@ -1,7 +1,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 
-const entryPoints = ['bulkhead', 'bulkhead/lru-cache', 'bulkhead/p-limit', 'bulkhead/pool', 'bulkhead/single-flight', 'bulkhead/otel', 'bulkhead/prometheus']
+const entryPoints = ['bulkhead', 'bulkhead/lru-cache', 'bulkhead/p-limit', 'bulkhead/pool', 'bulkhead/single-flight', 'bulkhead/tiered-cache', 'bulkhead/otel', 'bulkhead/prometheus']
 
 for (const specifier of entryPoints) {
   test(`require('${specifier}') loads`, () => {

@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { demoChart } from '../bench/svg.mjs'
 import { scenario as redisQuota } from './redis-quota.mjs'
+import { scenario as redisTiered } from './redis-tiered.mjs'
 
 const require = createRequire(import.meta.url)
 const args = new Set(process.argv.slice(2))
@@ -485,6 +486,8 @@ const scenarios = [
   },
   // Distributed mode: four processes, one upstream quota, one Limiter on Redis.
   redisQuota,
+  // Four processes, cold keys and a write: TieredCache on Redis.
+  redisTiered,
 ]
 
 // --- run and report --------------------------------------------------------

@@ -1,0 +1,1 @@
+export { TieredCache } from './tiered-cache.js'
