@@ -465,3 +465,26 @@ test('bad options and keys are refused, naming the option', { skip, timeout: 10_
   }
   await assert.rejects(cache.fetch('k'), (err) => err.code === codes.CLOSED)
 })
+
+test('a bulkhead:tiered-cache trace per fetch says where the value came from: load, l2, l1', { skip, timeout: 30_000 }, async () => {
+  const { tracingChannel } = await import('node:diagnostics_channel')
+  const name = fresh()
+  assert.throws(() => new TieredCache({ name, redis: server.url, ttl: 60_000, label: 7 }), { name: 'TypeError', message: /options\.label/ })
+  const a = new TieredCache({ name, redis: server.url, ttl: 60_000, label: 'users-a', fetchMethod: async (key) => `v:${key}` })
+  const b = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async () => 'never' })
+  const seen = []
+  const handlers = { asyncEnd: (ctx) => seen.push([ctx.label, ctx.key, ctx.source, ctx.result]) }
+  const channel = tracingChannel('bulkhead:tiered-cache')
+  channel.subscribe(handlers)
+  try {
+    assert.equal(b.label, name, 'defaults to the name')
+    assert.equal(await a.fetch('k'), 'v:k') // cold: loaded
+    assert.equal(await b.fetch('k'), 'v:k') // another instance: from Redis
+    assert.equal(await a.fetch('k'), 'v:k') // its own L1
+    assert.deepEqual(seen, [['users-a', 'k', 'load', 'v:k'], [name, 'k', 'l2', 'v:k'], ['users-a', 'k', 'l1', 'v:k']])
+  } finally {
+    channel.unsubscribe(handlers)
+    a.close()
+    b.close()
+  }
+})

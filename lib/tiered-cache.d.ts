@@ -40,6 +40,8 @@ export interface TieredCacheOptions<K extends string | number = string, V = unkn
   onRedisDown?: 'local' | 'reject'
   /** Value encoding in Redis (default JSON). */
   serializer?: TieredCacheSerializer
+  /** Names this cache in traces (`bulkhead:tiered-cache`); default: `name`. Shares nothing. */
+  label?: string
 }
 
 /** Options of one `fetch()`. */
@@ -102,6 +104,8 @@ export interface TieredCacheStats {
 export declare class TieredCache<K extends string | number = string, V = unknown> {
   constructor(options: TieredCacheOptions<K, V>)
   readonly name: string
+  /** The label naming this cache in traces: `options.label`, else `name`. */
+  readonly label: string
   /** Entries in this process's L1. */
   readonly size: number
   /** L1 → L2 → one load across every instance. */

@@ -27,9 +27,10 @@ const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { LRUCache } = require('./lru-cache.js')
 const { SingleFlight } = require('./single-flight.js')
 const { JSON_SERIALIZER } = require('./redis-single-flight.js')
+const { tieredCacheChannel, checkLabel } = require('./tracing.js')
 
 const OPTIONS = new Set(['name', 'redis', 'max', 'maxSize', 'sizeCalculation', 'ttl', 'grace', 'l1Ttl',
-  'fetchMethod', 'onRedisDown', 'serializer'])
+  'fetchMethod', 'onRedisDown', 'serializer', 'label'])
 const FETCH_OPTIONS = new Set(['fetchMethod', 'ttl', 'grace', 'signal', 'forceRefresh'])
 const SET_OPTIONS = new Set(['ttl', 'grace'])
 
@@ -101,6 +102,7 @@ function wrapSerializer(serializer) {
  */
 class TieredCache {
   #name
+  #label
   #client
   #flights // distributed SingleFlight of the loads
   #local = new SingleFlight() // loads while Redis is away (this process only)
@@ -162,6 +164,7 @@ class TieredCache {
     this.#onRedisDown = onRedisDown
     this.#serializer = serializer
     this.#name = name
+    this.#label = checkLabel(options.label, name)
     const l1 = {}
     if (max !== undefined || maxSize === undefined) l1.max = max ?? DEFAULT_MAX
     if (maxSize !== undefined) l1.maxSize = maxSize
@@ -187,6 +190,9 @@ class TieredCache {
 
   /** The name shared by every instance of this cache. */
   get name() { return this.#name }
+
+  /** The label naming this cache in traces: `options.label`, else the name. */
+  get label() { return this.#label }
 
   /** Entries in this process's L1. */
   get size() { return this.#l1.size }
@@ -294,7 +300,17 @@ class TieredCache {
    * @param {string|number} key
    * @param {{ fetchMethod?: Function, ttl?: number, grace?: number, signal?: AbortSignal, forceRefresh?: boolean }} [options]
    */
-  async fetch(key, options) {
+  fetch(key, options) {
+    if (tieredCacheChannel.hasSubscribers) {
+      const context = { label: this.#label, name: this.#name, key, source: undefined }
+      return tieredCacheChannel.tracePromise(this.#fetch, context, this, key, options, context)
+    }
+    return this.#fetch(key, options, undefined)
+  }
+
+  // `trace`: the bulkhead:tiered-cache context, whose `source` says where the
+  // value came from.
+  async #fetch(key, options, trace) {
     const k = keyOf(key)
     let fetchMethod = this.#fetchMethod
     let ttl = this.#ttl
@@ -326,12 +342,14 @@ class TieredCache {
     if (e !== undefined) {
       if (now < e.fresh && !forceRefresh) {
         this.#stats.l1Hits++
+        if (trace !== undefined) trace.source = 'l1'
         return e.value
       }
       if (now < e.stale) stale = e
     }
     if (stale !== undefined && !forceRefresh) {
       this.#stats.staleHits++
+      if (trace !== undefined) trace.source = 'stale'
       this.#refresh(load)
       return stale.value
     }
@@ -356,11 +374,13 @@ class TieredCache {
           const ok = this.#unwatch(k, w, hit.id)
           if (hit.freshMs > 0) {
             this.#stats.l2Hits++
+            if (trace !== undefined) trace.source = 'l2'
             if (ok) this.#fill(k, hit.value, hit.freshMs, hit.staleMs)
             return hit.value
           }
           // In grace: serve it stale, refresh in the background.
           this.#stats.staleHits++
+          if (trace !== undefined) trace.source = 'stale'
           if (ok) this.#fill(k, hit.value, 0, hit.staleMs)
           this.#refresh(load)
           return hit.value
@@ -369,11 +389,13 @@ class TieredCache {
       }
     }
     this.#stats.misses++
+    if (trace !== undefined) trace.source = 'load'
     try {
       return await this.#load(load, signal, stale?.value)
     } catch (err) {
       if (stale !== undefined && !(err?.code === codes.ABORTED && signal?.aborted)) {
         this.#stats.staleIfError++
+        if (trace !== undefined) trace.source = 'stale'
         return stale.value
       }
       throw err

@@ -19,6 +19,8 @@ const { typeError, rangeError } = require('./errors.js')
 const limiterChannel = dc.tracingChannel('bulkhead:limiter')
 /** `bulkhead:single-flight`: one trace per `do()` / `doShared()` call. */
 const singleFlightChannel = dc.tracingChannel('bulkhead:single-flight')
+/** `bulkhead:tiered-cache`: one trace per `TieredCache#fetch()` call. */
+const tieredCacheChannel = dc.tracingChannel('bulkhead:tiered-cache')
 /** `bulkhead:pool`: one trace per `WorkerPool#run()` call. */
 const poolChannel = dc.tracingChannel('bulkhead:pool')
 
@@ -56,4 +58,4 @@ function traceLimiterTask(run, self, label, name, fn, options) {
   return limiterChannel.tracePromise(run, context, self, task, options)
 }
 
-module.exports = { limiterChannel, singleFlightChannel, poolChannel, checkLabel, traceLimiterTask }
+module.exports = { limiterChannel, singleFlightChannel, poolChannel, tieredCacheChannel, checkLabel, traceLimiterTask }
