@@ -516,7 +516,7 @@ impl PoolCore {
   /// call) and the ids of workers to terminate.
   #[napi(catch_unwind)]
   pub fn drain(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
-    self.drain_batch(env, max, false)
+    self.drain_batch::<false>(env, max)
   }
 
   /// Like `drain`, with two more numbers after each completion's value: the
@@ -525,7 +525,7 @@ impl PoolCore {
   /// listens (docs/observability.md).
   #[napi(catch_unwind)]
   pub fn drain_timed(&self, env: Env, max: u32) -> napi::Result<Unknown<'_>, ErrorCode> {
-    self.drain_batch(env, max, true)
+    self.drain_batch::<true>(env, max)
   }
 
   /// The main thread saw worker `worker` exit; `message` says how.
@@ -753,11 +753,16 @@ pub fn pool_nice_thread(increment: i32) -> bool {
 
 impl PoolCore {
   // The body of `drain` and `drainTimed`.
-  fn drain_batch(&self, env: Env, max: u32, times: bool) -> napi::Result<Unknown<'_>, ErrorCode> {
+  // `TIMES` is a const so that `drain` compiles without the timing code.
+  fn drain_batch<const TIMES: bool>(
+    &self,
+    env: Env,
+    max: u32,
+  ) -> napi::Result<Unknown<'_>, ErrorCode> {
     let batch = self.pool.drain(max as usize);
     let raw_env = env.raw();
     let mut arr = ptr::null_mut();
-    let stride = if times { 5 } else { 3 };
+    let stride = if TIMES { 5 } else { 3 };
     let len = batch.completions.len() * stride + 1 + batch.terminate.len();
     // SAFETY (every unsafe block in this method): `raw_env` is the env of
     // this call on its JS thread; values live in the call's handle scope.
@@ -784,6 +789,7 @@ impl PoolCore {
     };
     for c in batch.completions {
       push(num(c.id as f64)?)?;
+      let (wait, run) = (c.wait(), c.run());
       match c.outcome {
         Outcome::Value(bytes) => {
           push(num(0.0)?)?;
@@ -811,10 +817,10 @@ impl PoolCore {
           push(v)?;
         }
       }
-      if times {
+      if TIMES {
         let millis = |d: Option<std::time::Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1000.0);
-        push(num(millis(c.wait))?)?;
-        push(num(millis(c.run))?)?;
+        push(num(millis(wait))?)?;
+        push(num(millis(run))?)?;
       }
     }
     push(num(if batch.more { -2.0 } else { -1.0 })?)?;
