@@ -239,20 +239,7 @@ impl RedisConnection {
     args: Vec<String>,
     timeout_ms: f64,
   ) -> napi::Result<Object<'env>> {
-    let hold = self.handle()?.clone();
-    let server = hold.server().clone();
-    let script = self.script(id)?;
-    let (deferred, promise): (Deferred, _) = env.create_deferred()?;
-    let deadlines = self.deadlines(timeout_ms);
-    server.runtime().clone().spawn(async move {
-      settle(
-        deferred,
-        server.eval(&script, &keys, &args, deadlines).await,
-      );
-      drop(server);
-      drop(hold);
-    });
-    Ok(promise)
+    self.spawn_eval(env, id, keys, args, timeout_ms)
   }
 
   /// Registers keys and leading arguments that every `evalWith` call of
@@ -277,9 +264,6 @@ impl RedisConnection {
     args: Vec<String>,
     timeout_ms: f64,
   ) -> napi::Result<Object<'env>> {
-    let hold = self.handle()?.clone();
-    let server = hold.server().clone();
-    let script = self.script(id)?;
     let set = self
       .keysets
       .get(keyset as usize)
@@ -288,14 +272,7 @@ impl RedisConnection {
     let mut all = Vec::with_capacity(set.args.len() + args.len());
     all.extend(set.args.iter().cloned());
     all.extend(args);
-    let (deferred, promise): (Deferred, _) = env.create_deferred()?;
-    let deadlines = self.deadlines(timeout_ms);
-    server.runtime().clone().spawn(async move {
-      settle(deferred, server.eval(&script, &keys, &all, deadlines).await);
-      drop(server);
-      drop(hold);
-    });
-    Ok(promise)
+    self.spawn_eval(env, id, keys, all, timeout_ms)
   }
 
   /// Sets how `startRenewal` renews this handle's leases: every
@@ -459,6 +436,34 @@ impl RedisConnection {
 }
 
 impl RedisConnection {
+  /// Runs script `id` on the runtime; the promise settles with its reply.
+  fn spawn_eval<'env, K>(
+    &self,
+    env: &'env Env,
+    id: u32,
+    keys: K,
+    args: Vec<String>,
+    timeout_ms: f64,
+  ) -> napi::Result<Object<'env>>
+  where
+    K: AsRef<[String]> + Send + 'static,
+  {
+    let hold = self.handle()?.clone();
+    let server = hold.server().clone();
+    let script = self.script(id)?;
+    let (deferred, promise): (Deferred, _) = env.create_deferred()?;
+    let deadlines = self.deadlines(timeout_ms);
+    server.runtime().clone().spawn(async move {
+      settle(
+        deferred,
+        server.eval(&script, keys.as_ref(), &args, deadlines).await,
+      );
+      drop(server);
+      drop(hold);
+    });
+    Ok(promise)
+  }
+
   /// Renews one lease with `plan` and `args` until stopped or lost.
   fn spawn_renewal(&mut self, plan: &RenewalPlan, args: Vec<String>) -> napi::Result<u32> {
     let server = self.handle()?.server().clone();
