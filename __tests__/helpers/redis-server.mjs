@@ -85,6 +85,13 @@ export class RedisServer {
       '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--loglevel', 'warning',
     ], { stdio: ['ignore', 'ignore', 'inherit'] })
     this.#child = child
+    // A server left running (a test file that failed before its after()
+    // hook stopped it) must not keep the test process alive: it is not
+    // referenced, and dies with the test process.
+    child.unref()
+    const killOnExit = () => child.kill('SIGKILL')
+    process.once('exit', killOnExit)
+    child.once('exit', () => process.removeListener('exit', killOnExit))
     const exited = new Promise((resolve) => child.once('exit', resolve))
     this.exited = exited
     const deadline = Date.now() + 10_000
