@@ -112,6 +112,10 @@ export class RedisServer {
   /** Kills the server (SIGKILL) and waits for it to exit. */
   async kill() {
     if (!this.#child || this.#child.exitCode !== null || this.#child.signalCode) return
+    // Referenced again while we wait for it: an unreferenced child's exit
+    // does not keep the event loop alive, so a caller awaiting kill() with
+    // nothing else pending would see its process end instead.
+    this.#child.ref()
     this.#child.kill('SIGCONT')
     this.#child.kill('SIGKILL')
     await this.exited
