@@ -248,8 +248,10 @@ test('bus killed (CLIENT KILL TYPE pubsub), a write elsewhere, reconnect: no sta
   }
 })
 
-test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), never hangs; onRedisDown reject fails fast', { skip, timeout: 30_000 }, async () => {
+test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), never hangs; onRedisDown reject fails fast', { skip, timeout: 30_000 }, async (t) => {
   const own = await RedisServer.start()
+  // Registered first, so the server is stopped however the test ends.
+  t.after(() => own.stop())
   let runs = 0
   const cfg = {
     redis: { url: own.url, commandTimeout: 200 }, ttl: 60_000,
@@ -257,6 +259,7 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
   }
   const cache = new TieredCache({ name: 'paused', ...cfg })
   const strict = new TieredCache({ name: 'paused-strict', ...cfg, onRedisDown: 'reject' })
+  t.after(() => { cache.close(); strict.close() })
   try {
     await until(async () => (await cache.fetch('warm')) === 'v:warm', 2000, 'warm')
     await strict.fetch('warm')
@@ -287,21 +290,16 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
   } finally {
     own.resume()
   }
-  try {
-    // Redis is back: after the breaker's cooldown, the next call uses it again.
-    await sleep(1100)
-    await cache.set('back', 'yes')
-    assert.equal(await cache.fetch('back'), 'yes')
-    assert.equal(cache.stats().redisDown, false)
-  } finally {
-    cache.close()
-    strict.close()
-    await own.stop()
-  }
+  // Redis is back: after the breaker's cooldown, the next call uses it again.
+  await sleep(1100)
+  await cache.set('back', 'yes')
+  assert.equal(await cache.fetch('back'), 'yes')
+  assert.equal(cache.stats().redisDown, false)
 })
 
-test('the breaker closes when Redis answers, even if the probing call\'s loader fails', { skip, timeout: 30_000 }, async () => {
+test('the breaker closes when Redis answers, even if the probing call\'s loader fails', { skip, timeout: 30_000 }, async (t) => {
   const own = await RedisServer.start()
+  t.after(() => own.stop())
   const cache = new TieredCache({
     name: 'probe', redis: { url: own.url, commandTimeout: 200 }, ttl: 60_000,
     fetchMethod: async () => { throw new Error('loader failed') },
@@ -318,12 +316,12 @@ test('the breaker closes when Redis answers, even if the probing call\'s loader 
   } finally {
     own.resume()
     cache.close()
-    await own.stop()
   }
 })
 
-test('Redis killed and restarted empty: local loads meanwhile, L1 dropped at the reconnect', { skip, timeout: 30_000 }, async () => {
+test('Redis killed and restarted empty: local loads meanwhile, L1 dropped at the reconnect', { skip, timeout: 30_000 }, async (t) => {
   const own = await RedisServer.start()
+  t.after(() => own.stop())
   let runs = 0
   const cache = new TieredCache({
     name: 'killed', redis: { url: own.url, commandTimeout: 200 }, ttl: 60_000,
@@ -346,7 +344,6 @@ test('Redis killed and restarted empty: local loads meanwhile, L1 dropped at the
     assert.equal(await cache.fetch('a'), 'v:a:3', 'reloaded (Redis came back empty)')
   } finally {
     cache.close()
-    await own.stop()
   }
 })
 
