@@ -69,7 +69,7 @@ test('Limiter: one trace per run(), start/end then asyncStart/asyncEnd, with the
   const [a, b] = contexts(log)
   assert.deepEqual(eventsOf(log, a), ['start', 'end'])
   assert.deepEqual(eventsOf(log, b), ['start', 'end'])
-  assert.deepEqual(log[0].snapshot, { label: 'api', name: 'trace-limiter', priority: 0, weight: 1, waitTime: undefined })
+  assert.deepEqual(log[0].snapshot, { label: 'api', name: 'trace-limiter', priority: 0, weight: 1, waitTime: undefined, runTime: undefined })
   assert.equal(b.priority, 5)
   await new Promise((resolve) => setTimeout(resolve, 20))
   gate.resolve('first')
@@ -84,6 +84,10 @@ test('Limiter: one trace per run(), start/end then asyncStart/asyncEnd, with the
   assert.ok(asyncStartOf(a).waitTime >= 0 && asyncStartOf(a).waitTime < asyncStartOf(b).waitTime)
   assert.ok(asyncStartOf(b).waitTime >= 15, `waited ${asyncStartOf(b).waitTime} ms behind a task held 20 ms`)
   assert.ok(asyncStartOf(b).waitTime <= elapsed)
+  // runTime too: the first task ran until its gate opened, 20 ms later.
+  assert.ok(asyncStartOf(a).runTime >= 15, `ran ${asyncStartOf(a).runTime} ms`)
+  assert.ok(asyncStartOf(b).runTime >= 0 && asyncStartOf(b).runTime < asyncStartOf(a).runTime)
+  assert.ok(asyncStartOf(a).waitTime + asyncStartOf(a).runTime <= elapsed)
 })
 
 test('Limiter: a rejection, a full queue and bad options go to `error`', async (t) => {
@@ -106,10 +110,12 @@ test('Limiter: a rejection, a full queue and bad options go to `error`', async (
   assert.deepEqual(eventsOf(log, full), ['start', 'end', 'error', 'asyncStart', 'asyncEnd'])
   assert.equal(full.error.code, 'ERR_QUEUE_FULL')
   assert.equal(full.waitTime, undefined, 'a task that never started has no waitTime')
+  assert.equal(full.runTime, undefined, 'nor runTime')
   assert.equal(bad.error.code, 'ERR_INVALID_ARG')
   assert.deepEqual(eventsOf(log, failed), ['start', 'end', 'error', 'asyncStart', 'asyncEnd'])
   assert.equal(failed.error, boom)
   assert.equal(typeof failed.waitTime, 'number')
+  assert.equal(typeof failed.runTime, 'number', 'a task that rejected has its runTime')
   await limiter.close()
 })
 
@@ -180,14 +186,17 @@ test('pLimit and limitFunction: one trace per call, labelled, errors to `error`'
   assert.equal(await limited(21), 42)
   const [ok, threw, notFn, fromLimited] = contexts(log)
   assert.deepEqual(eventsOf(log, ok), ['start', 'end', 'asyncStart', 'asyncEnd'])
-  assert.deepEqual({ ...ok, waitTime: typeof ok.waitTime }, {
+  assert.deepEqual({ ...ok, waitTime: typeof ok.waitTime, runTime: typeof ok.runTime }, {
     label: 'fetches',
     name: undefined,
     priority: 0,
     weight: 1,
     waitTime: 'number',
+    runTime: 'number',
     result: 3,
   })
+  assert.equal(typeof threw.runTime, 'number', 'a task that threw synchronously has its runTime')
+  assert.equal(notFn.runTime, undefined, 'a non-function never ran')
   assert.deepEqual(eventsOf(log, threw), ['start', 'end', 'error', 'asyncStart', 'asyncEnd'])
   assert.equal(threw.error, boom)
   assert.equal(notFn.error.name, 'TypeError')

@@ -36,7 +36,8 @@ diagnostics_channel.tracingChannel<unknown, LimiterTraceContext & object>('bulkh
   start(context) {
     const priority: number = context.priority
     const wait: number | undefined = context.waitTime
-    void [priority, wait]
+    const run: number | undefined = context.runTime
+    void [priority, wait, run]
   },
   end() {},
   asyncStart() {},

@@ -256,6 +256,8 @@ export interface LimiterTraceContext {
   weight: number
   /** Ms from the call until the task started; set when it starts (so by `asyncStart`), `undefined` if it never did. */
   waitTime: number | undefined
+  /** Ms the task's function ran, until its promise settled; set before `asyncStart`, `undefined` if it never started. */
+  runTime: number | undefined
   /** What the task resolved to (set before `asyncStart`). */
   result?: unknown
   /** Why the call failed (set before `error`). */

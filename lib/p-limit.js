@@ -18,7 +18,7 @@
 // resolved, which is the order tasks start, so the shared `runNext`
 // reaction always runs the task at `head`.
 
-const { limiterChannel, checkLabel, traceLimiterTask } = require('./tracing.js')
+const { limiterChannel, checkLabel, traceLimiterTask, timeRun } = require('./tracing.js')
 
 const CONCURRENCY_MESSAGE = 'Expected `concurrency` to be a number from 1 and up'
 const RESOLVED = Promise.resolve()
@@ -153,15 +153,17 @@ function pLimit(concurrency) {
   }
 
   // A `bulkhead:limiter` trace around one task (docs/observability.md).
-  // `waitTime` is filled in when the task starts.
+  // `waitTime` is filled in when the task starts, `runTime` when it settles.
   function traced(fn, args) {
-    const context = { label, name: undefined, priority: 0, weight: 1, waitTime: undefined }
+    const context = { label, name: undefined, priority: 0, weight: 1, waitTime: undefined, runTime: undefined }
     const queued = performance.now()
     // Named as p-limit names it: a non-function still throws p-limit's TypeError.
     const function_ = fn
     const start = function (...a) {
-      context.waitTime = performance.now() - queued
-      return function_(...a)
+      const started = performance.now()
+      context.waitTime = started - queued
+      if (typeof function_ !== 'function') return function_(...a)
+      return timeRun(context, started, function_, undefined, a)
     }
     return limiterChannel.tracePromise(enqueue, context, undefined, start, args)
   }

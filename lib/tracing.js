@@ -41,21 +41,52 @@ function checkLabel(label, fallback) {
 /**
  * Runs `run.call(self, fn, options)` inside a `bulkhead:limiter` trace: the
  * context has the limiter's `label` and `name`, the task's `priority` and
- * `weight`, and `waitTime` (ms), set when the task starts, so before
- * `asyncStart`. Shared by the local and the distributed Limiter.
+ * `weight`, `waitTime` (ms), set when the task starts, and `runTime` (ms),
+ * set when its function's promise settles; both before `asyncStart`. Shared
+ * by the local and the distributed Limiter.
  */
 function traceLimiterTask(run, self, label, name, fn, options) {
   const given = options !== null && typeof options === 'object' ? options : undefined
-  const context = { label, name, priority: given?.priority ?? 0, weight: given?.weight ?? 1, waitTime: undefined }
+  const context = { label, name, priority: given?.priority ?? 0, weight: given?.weight ?? 1, waitTime: undefined, runTime: undefined }
   let task = fn
   if (typeof fn === 'function') {
     const queued = performance.now()
     task = (signal) => {
-      context.waitTime = performance.now() - queued
-      return fn(signal)
+      const started = performance.now()
+      context.waitTime = started - queued
+      return timeRun(context, started, fn, undefined, [signal])
     }
   }
   return limiterChannel.tracePromise(run, context, self, task, options)
 }
 
-module.exports = { limiterChannel, singleFlightChannel, poolChannel, tieredCacheChannel, checkLabel, traceLimiterTask }
+/**
+ * Calls `fn.apply(self, args)` for a traced limiter task and sets
+ * `context.runTime` (ms since `started`) when it returns, throws, or, for a
+ * thenable, when that settles. Only traced calls come here.
+ */
+function timeRun(context, started, fn, self, args) {
+  let result
+  try {
+    result = fn.apply(self, args)
+  } catch (err) {
+    context.runTime = performance.now() - started
+    throw err
+  }
+  if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof result.then === 'function') {
+    return Promise.resolve(result).then(
+      (value) => {
+        context.runTime = performance.now() - started
+        return value
+      },
+      (err) => {
+        context.runTime = performance.now() - started
+        throw err
+      },
+    )
+  }
+  context.runTime = performance.now() - started
+  return result
+}
+
+module.exports = { limiterChannel, singleFlightChannel, poolChannel, tieredCacheChannel, checkLabel, traceLimiterTask, timeRun }
