@@ -243,6 +243,68 @@ test('an instance that is garbage-collected disappears from the metrics', async 
   assert.ok(gone, 'the collected limiter is still reported')
 })
 
+test('duration histograms: every started task\'s wait and run time, in seconds, with bucket boundaries; refused tasks are not recorded', async () => {
+  // Made before instrument() (this file's collect() instruments at load):
+  // the histograms come from the tracing channels, so they cover it too.
+  const { collect: collectOwn, handle } = setup()
+  const limiter = new Limiter({ label: 'otel-hist', concurrency: 1, maxPending: 4 })
+  const attrs = { 'bulkhead.primitive': 'limiter', 'bulkhead.name': 'otel-hist' }
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  const runs = Array.from({ length: 5 }, (_, i) => limiter.run(async () => {
+    await sleep(20)
+    if (i === 4) throw new Error('the last task fails')
+    return i
+  }))
+  await assert.rejects(limiter.run(() => 1), { code: 'ERR_QUEUE_FULL' })
+  await Promise.allSettled(runs)
+  const points = await collectOwn()
+  const wait = points.find((p) => p.name === 'bulkhead.limiter.wait.duration' && p.attributes['bulkhead.name'] === 'otel-hist')
+  const run = points.find((p) => p.name === 'bulkhead.limiter.run.duration' && p.attributes['bulkhead.name'] === 'otel-hist')
+  assert.ok(wait && run, 'both histograms have a series for the label')
+  assert.deepEqual(wait.attributes, attrs)
+  assert.equal(wait.type, DataPointType.HISTOGRAM)
+  assert.equal(wait.unit, 's')
+  assert.equal(wait.value.count, 5, 'five tasks started (the refused one is not recorded)')
+  assert.equal(run.value.count, 5, 'the failed task is recorded too')
+  // Each task ran at least 20 ms; the k-th waited for k tasks before it.
+  assert.ok(run.value.min >= 0.019 && run.value.sum >= 5 * 0.019, `run min ${run.value.min}, sum ${run.value.sum}`)
+  assert.ok(wait.value.sum >= (0 + 1 + 2 + 3 + 4) * 0.019, `wait sum ${wait.value.sum}`)
+  assert.ok(wait.value.min < 0.019, 'the first task did not wait')
+  assert.deepEqual(run.value.buckets.boundaries.slice(0, 4), [0.0001, 0.00025, 0.0005, 0.001])
+  assert.equal(run.value.buckets.boundaries.at(-1), 60)
+  assert.equal(run.value.buckets.counts.reduce((a, b) => a + b), 5)
+
+  // The pool's histograms come from its own wait and run times.
+  const pool = new WorkerPool({ filename: fixture('pool-echo.js'), minThreads: 1, maxThreads: 1, label: 'otel-hist-pool' })
+  try {
+    await Promise.all([pool.run(20, { name: 'spin' }), pool.run(20, { name: 'spin' })])
+    const after = await collectOwn()
+    const poolRun = after.find((p) => p.name === 'bulkhead.pool.run.duration' && p.attributes['bulkhead.name'] === 'otel-hist-pool')
+    assert.equal(poolRun?.value.count, 2)
+    assert.ok(poolRun.value.min >= 0.019, `pool run min ${poolRun.value.min}`)
+    const poolWait = after.find((p) => p.name === 'bulkhead.pool.wait.duration' && p.attributes['bulkhead.name'] === 'otel-hist-pool')
+    assert.equal(poolWait?.value.count, 2)
+  } finally {
+    await pool.destroy()
+  }
+
+  // close() stops recording.
+  handle.close()
+  await limiter.run(() => 1)
+  const closed = await collectOwn()
+  const still = closed.find((p) => p.name === 'bulkhead.limiter.run.duration' && p.attributes['bulkhead.name'] === 'otel-hist')
+  assert.equal(still?.value.count ?? 5, 5, 'no recording after close()')
+})
+
+test('histograms: false records no histogram', async () => {
+  const { collect: collectOwn } = setup({ histograms: false })
+  const limiter = new Limiter({ label: 'otel-nohist', concurrency: 1 })
+  await limiter.run(() => 1)
+  const points = await collectOwn()
+  assert.ok(points.some((p) => p.name === 'bulkhead.limiter.completed'), 'the other instruments are there')
+  assert.deepEqual(points.filter((p) => p.name.endsWith('.duration')), [])
+})
+
 test('prefix renames every instrument; close() stops observing', async () => {
   const { handle, collect: collectOwn } = setup({ prefix: 'svc.bulkhead' }, AggregationTemporality.DELTA)
   const limiter = new Limiter({ name: 'otel-prefix', concurrency: 1 })
@@ -283,6 +345,7 @@ test('bad options throw a TypeError that names the option', () => {
   for (const prefix of ['', '1abc', 'a b', 7]) {
     assert.throws(() => instrument({ meterProvider: new MeterProvider(), prefix }), { name: 'TypeError', message: /options\.prefix/ })
   }
+  assert.throws(() => instrument({ meterProvider: new MeterProvider(), histograms: 'yes' }), { name: 'TypeError', message: /options\.histograms must be a boolean/ })
 })
 
 test('require and import of bulkhead/otel give the same function', async () => {

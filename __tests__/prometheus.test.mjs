@@ -12,7 +12,7 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import client from 'prom-client'
 import { instrument } from 'bulkhead/prometheus'
-import { Limiter, LRUCache, SingleFlight, WorkerPool } from 'bulkhead'
+import { Limiter, LRUCache, SingleFlight, WorkerPool, TieredCache } from 'bulkhead'
 import { bareApp } from './helpers/bare-app.mjs'
 import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
 
@@ -101,6 +101,34 @@ test('a limiter is scraped with active, pending, refused, failed, timed-out and 
   await limiter.close()
 })
 
+test('duration histograms: _bucket, _sum and _count per label for every started task; histograms: false has none', async () => {
+  const limiter = new Limiter({ label: 'prom-hist', concurrency: 1, maxPending: 2 })
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+  const runs = [0, 1, 2].map(() => limiter.run(() => sleep(20)))
+  await assert.rejects(limiter.run(() => 1), { code: 'ERR_QUEUE_FULL' })
+  await Promise.all(runs)
+  const { samples, types } = await scrape(register)
+  const name = { name: 'prom-hist' }
+  assert.equal(types.get('bulkhead_limiter_wait_duration_seconds'), 'histogram')
+  assert.equal(types.get('bulkhead_limiter_run_duration_seconds'), 'histogram')
+  assert.equal(samples.get(key('bulkhead_limiter_run_duration_seconds_count', name)), 3, 'the refused task is not recorded')
+  assert.equal(samples.get(key('bulkhead_limiter_wait_duration_seconds_count', name)), 3)
+  assert.ok(samples.get(key('bulkhead_limiter_run_duration_seconds_sum', name)) >= 3 * 0.019)
+  assert.ok(samples.get(key('bulkhead_limiter_wait_duration_seconds_sum', name)) >= (0 + 1 + 2) * 0.019)
+  // Every run took 20 ms or more: none falls in the buckets up to 10 ms.
+  assert.equal(samples.get(key('bulkhead_limiter_run_duration_seconds_bucket', { ...name, le: '0.01' })), 0)
+  assert.equal(samples.get(key('bulkhead_limiter_run_duration_seconds_bucket', { ...name, le: '+Inf' })), 3)
+  assert.equal(samples.get(key('bulkhead_limiter_run_duration_seconds_bucket', { ...name, le: '0.0001' })), 0)
+
+  const quiet = new client.Registry()
+  const handle = instrument({ register: quiet, prefix: 'quiet', histograms: false })
+  await limiter.run(() => 1)
+  const scraped = await scrape(quiet)
+  assert.ok(scraped.types.has('quiet_limiter_completed_total'))
+  assert.deepEqual([...scraped.types.keys()].filter((n) => n.includes('duration')), [])
+  handle.close()
+})
+
 test('caches, single-flight groups and pools are scraped; unnamed instances add up', async () => {
   const named = new LRUCache({ name: 'prom-cache', max: 1 })
   named.set('a', 'x')
@@ -172,6 +200,40 @@ test('Redis-backed limiters and groups are scraped with this process\'s counts',
   }
 })
 
+test('a TieredCache is scraped with its tiers, loads and invalidations; its L1 and load groups carry its label', { skip: !haveRedis && 'no redis-server' }, async (t) => {
+  const server = await RedisServer.start()
+  t.after(() => server.stop())
+  let loads = 0
+  const options = { name: 'prom-tiered', redis: server.url, ttl: 60_000, fetchMethod: async (k) => `v:${k}:${++loads}` }
+  const a = new TieredCache({ ...options, label: 'users' })
+  const b = new TieredCache({ ...options, label: 'users-b' })
+  t.after(() => { a.close(); b.close() })
+  await a.fetch('x') // a miss in both tiers: loaded once
+  await a.fetch('x') // from L1 (once the bus is confirmed) or L2
+  await b.fetch('x') // from L2 (b's L1 is empty)
+  await b.fetch('y')
+  await b.set('x', 'new') // tells a to drop x
+  const { samples, types } = await scrape(register)
+  const users = { name: 'users' }
+  const get = (metric, labels = users) => samples.get(key(`bulkhead_tiered_cache_${metric}`, labels))
+  assert.equal(types.get('bulkhead_tiered_cache_l1_hits_total'), 'counter')
+  assert.equal(get('misses_total'), 1)
+  assert.equal(get('loads_total'), 1)
+  assert.equal(get('l1_hits_total') + get('l2_hits_total'), 1, "a's second fetch was a hit in one tier")
+  assert.equal(get('l2_hits_total', { name: 'users-b' }), 1, 'b read x from Redis')
+  assert.equal(get('loads_total', { name: 'users-b' }), 1, 'b loaded y')
+  const sent = b.stats().invalidationsSent
+  assert.ok(sent >= 1, 'the write was published')
+  assert.equal(get('invalidations_sent_total', { name: 'users-b' }), sent)
+  assert.equal(get('redis_down'), 0)
+  // (L1 is filled only once the instance's bus subscription is confirmed.)
+  assert.equal(get('l1_size'), a.size)
+  assert.equal(get('l1_size', { name: 'users-b' }), b.size)
+  // The inner L1 cache is a cache series of its own label, not an unlabelled one.
+  assert.equal(samples.get(key('bulkhead_cache_size', users)), get('l1_size'))
+  assert.ok(samples.has(key('bulkhead_single_flight_flights_total', users)), 'the load group is labelled too')
+})
+
 test('a garbage-collected instance is no longer scraped', async () => {
   const sample = key('bulkhead_cache_misses_total', { name: 'prom-gc' })
   ;(() => {
@@ -236,6 +298,7 @@ test('bad options throw a TypeError that names the option', () => {
   for (const prefix of ['', '1abc', 'a.b', 'a-b', null]) {
     assert.throws(() => instrument({ register: new client.Registry(), prefix }), { name: 'TypeError', message: /options\.prefix/ })
   }
+  assert.throws(() => instrument({ register: new client.Registry(), histograms: 1 }), { name: 'TypeError', message: /options\.histograms must be a boolean/ })
 })
 
 test('require and import of bulkhead/prometheus give the same function', () => {
@@ -243,20 +306,23 @@ test('require and import of bulkhead/prometheus give the same function', () => {
   assert.equal(require('bulkhead/prometheus').instrument, instrument)
 })
 
-test('only instances made after a metrics entry point is loaded are tracked (until then construction pays nothing)', () => {
+test('only instances made after a metrics entry point is loaded are tracked (until then construction pays nothing); histograms cover all', () => {
   const code = `
     const { Limiter } = require('bulkhead')
     const before = new Limiter({ name: 'made-before', concurrency: 1 })
     const client = require('prom-client')
     require('bulkhead/prometheus').instrument()
     const after = new Limiter({ name: 'made-after', concurrency: 1 })
-    client.register.metrics().then((text) => {
-      console.log(text.includes('name="made-before"'), text.includes('name="made-after"'), before.name, after.name)
+    Promise.all([before.run(() => 1), after.run(() => 1)]).then(() => client.register.metrics()).then((text) => {
+      const gauges = (name) => text.includes('bulkhead_limiter_completed_total{name="' + name + '"}')
+      const histograms = (name) => text.includes('bulkhead_limiter_run_duration_seconds_count{name="' + name + '"} 1')
+      console.log(gauges('made-before'), gauges('made-after'), histograms('made-before'), histograms('made-after'))
     })`
   const root = fileURLToPath(new URL('..', import.meta.url))
   const result = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8', timeout: 30_000 })
   assert.equal(result.status, 0, result.stderr)
-  assert.equal(result.stdout.trim(), 'false true made-before made-after')
+  // The histograms come from the tracing channels, so they cover both.
+  assert.equal(result.stdout.trim(), 'false true true true')
 })
 
 test('without prom-client installed, bulkhead/prometheus throws an error naming it', (t) => {

@@ -21,3 +21,10 @@ prom.close()
 instrumentProm()
 // @ts-expect-error register must be a Registry
 instrumentProm({ register: {} })
+
+instrumentOtel({ histograms: false }).close()
+instrumentProm({ register: new Registry(), histograms: true }).close()
+// @ts-expect-error histograms is a boolean
+instrumentOtel({ histograms: 'yes' })
+// @ts-expect-error histograms is a boolean
+instrumentProm({ histograms: 1 })

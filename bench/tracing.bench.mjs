@@ -5,7 +5,10 @@
 // APM tracer does). Subjects run interleaved in one process; a "with" subject
 // subscribes for the length of its run only. The before/after cost of the
 // `hasSubscribers` check itself (nobody subscribed) is measured against the
-// previous code in docs/observability.md.
+// previous code in docs/observability.md. The limiter and pool rows also
+// run with bulkhead/otel's and bulkhead/prometheus's duration histograms on
+// (an SDK MeterProvider with a reader; a prom-client Registry), which record
+// every task through the same channels.
 import { createRequire } from 'node:module'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import dc from 'node:diagnostics_channel'
@@ -17,14 +20,55 @@ const { pLimit, Limiter } = require('../lib/p-limit.js')
 const { SingleFlight } = require('../lib/single-flight.js')
 const { WorkerPool } = require('../lib/pool.js')
 
+const { MeterProvider, PeriodicExportingMetricReader, InMemoryMetricExporter, AggregationTemporality } = require('@opentelemetry/sdk-metrics')
+const promClient = require('prom-client')
+const otel = require('../lib/otel.js')
+const prometheus = require('../lib/prometheus.js')
+
 const noop = () => {}
 const handlers = { start: noop, end: noop, asyncStart: noop, asyncEnd: noop, error: noop }
 
-/** `run(n)` measured as is, with a subscriber, and with a subscriber and a bound store. */
-function variants(name, run) {
+/** `run(n)` while an exporter's histograms are on: `start()` returns its `close()`. */
+function withMetrics(run, start) {
+  return async (n) => {
+    const stop = start()
+    try {
+      await run(n)
+    } finally {
+      await stop()
+    }
+  }
+}
+
+const startOtel = () => {
+  const reader = new PeriodicExportingMetricReader({
+    exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+    exportIntervalMillis: 3_600_000,
+  })
+  const meterProvider = new MeterProvider({ readers: [reader] })
+  const handle = otel.instrument({ meterProvider })
+  return async () => {
+    handle.close()
+    await meterProvider.shutdown()
+  }
+}
+
+const startProm = () => {
+  const handle = prometheus.instrument({ register: new promClient.Registry() })
+  return () => handle.close()
+}
+
+/**
+ * `run(n)` measured as is, with a subscriber, and with a subscriber and a
+ * bound store; with `metrics`, also with each exporter's histograms on.
+ */
+function variants(name, run, { metrics = false } = {}) {
   const channel = dc.tracingChannel(name)
   const store = new AsyncLocalStorage()
   const toStore = (context) => context
+  const exporters = metrics
+    ? { 'otel histograms': withMetrics(run, startOtel), 'prometheus histograms': withMetrics(run, startProm) }
+    : {}
   return {
     'no subscriber': run,
     'tracing subscriber': async (n) => {
@@ -45,6 +89,7 @@ function variants(name, run) {
         channel.unsubscribe(handlers)
       }
     },
+    ...exporters,
   }
 }
 
@@ -61,7 +106,7 @@ for (const concurrency of [1, 100]) {
         const all = new Array(n)
         for (let i = 0; i < n; i++) all[i] = limit(task)
         await Promise.all(all)
-      }),
+      }, { metrics: true }),
       { iterations: 200_000, runs: 5 },
     ),
   )
@@ -73,7 +118,7 @@ for (const concurrency of [1, 100]) {
         const all = new Array(n)
         for (let i = 0; i < n; i++) all[i] = limiter.run(task)
         await Promise.all(all)
-      }),
+      }, { metrics: true }),
       { iterations: 200_000, runs: 5 },
     ),
   )
@@ -109,7 +154,7 @@ rows.push(
       const all = new Array(n)
       for (let i = 0; i < n; i++) all[i] = pool.run(i)
       await Promise.all(all)
-    }),
+    }, { metrics: true }),
     { iterations: 20_000, runs: 5 },
   ),
 )

@@ -16,7 +16,7 @@
 // when `live()` next meets its emptied WeakRef, whichever comes first), so
 // it disappears from the metrics.
 
-/** @typedef {'limiter' | 'pool' | 'cache' | 'single_flight'} Kind */
+/** @typedef {'limiter' | 'pool' | 'cache' | 'single_flight' | 'tiered_cache'} Kind */
 
 /** @type {Set<{ ref: WeakRef<object>, kind: Kind }>} */
 const entries = new Set()

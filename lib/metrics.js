@@ -11,14 +11,21 @@
 // Handles of one process-wide named instance (a named cache, limiter or
 // group opened twice) report the same shared counters, so they count once.
 //
-// Histograms. The limiters and the pool keep their wait and run times in
-// fixed-size histograms in Rust and expose percentiles, not observations.
-// Recording every duration into an OpenTelemetry or prom-client histogram as
-// well would put a call on every task's path; instead the p50/p90/p99 the
+// Percentiles. The limiters and the pool keep their wait and run times in
+// fixed-size histograms in Rust and expose percentiles: the p50/p90/p99 the
 // instance already has are exported as gauges with a `quantile` attribute
-// (label), in seconds, over the instance's whole life.
+// (label), in seconds, over the instance's whole life. They cost nothing.
+//
+// Histograms. Real histograms (buckets, sum and count, aggregated by the
+// backend over any window) need every duration: `recordDurations()`
+// subscribes to the `bulkhead:limiter` and `bulkhead:pool` tracing channels
+// and hands each finished task's wait and run time to the exporter. That
+// puts the traced path on every task while an exporter records (measured in
+// docs/observability.md), so the exporters take `histograms: false`. It
+// covers every instance, including those made before the entry point loaded.
 
 const { live } = require('./instances.js')
+const { limiterChannel, poolChannel } = require('./tracing.js')
 
 const QUANTILES = [0.5, 0.9, 0.99]
 
@@ -79,7 +86,74 @@ const METRICS = [
   { id: 'single_flight.aborts', kind: 'counter', unit: '{call}', description: 'Callers that left a flight through their signal.', read: (s) => s.aborts },
   { id: 'single_flight.errors', kind: 'counter', unit: '{flight}', description: 'Flights whose function threw or rejected.', read: (s) => s.errors },
   { id: 'single_flight.in_flight', kind: 'updown', unit: '{flight}', description: 'Keys with a flight in progress.', read: (s, group) => s.inFlight ?? group.size },
+
+  // TieredCache: stats() of lib/tiered-cache.d.ts (this process's instance).
+  // Its L1 and its loads' groups are also reported, under its label, as a
+  // cache and single-flight groups.
+  { id: 'tiered_cache.l1_hits', kind: 'counter', unit: '{lookup}', description: "Lookups served by this process's L1.", read: (s) => s.l1Hits },
+  { id: 'tiered_cache.l2_hits', kind: 'counter', unit: '{lookup}', description: 'Lookups served by Redis (L2).', read: (s) => s.l2Hits },
+  { id: 'tiered_cache.stale_hits', kind: 'counter', unit: '{lookup}', description: 'Stale values served within grace.', read: (s) => s.staleHits },
+  { id: 'tiered_cache.misses', kind: 'counter', unit: '{lookup}', description: 'Lookups that found the key in neither tier.', read: (s) => s.misses },
+  { id: 'tiered_cache.loads', kind: 'counter', unit: '{load}', description: 'Loader runs in this process.', read: (s) => s.loads },
+  { id: 'tiered_cache.loads_joined', kind: 'counter', unit: '{call}', description: 'Calls that joined a load running in this process.', read: (s) => s.loadsJoinedLocally },
+  { id: 'tiered_cache.loads_joined_remote', kind: 'counter', unit: '{call}', description: "Loads whose value came from another instance's load.", read: (s) => s.loadsJoinedRemote },
+  { id: 'tiered_cache.load_errors', kind: 'counter', unit: '{load}', description: 'Loader runs that threw or rejected.', read: (s) => s.loadErrors },
+  { id: 'tiered_cache.refreshes', kind: 'counter', unit: '{load}', description: 'Background refreshes started.', read: (s) => s.refreshes },
+  { id: 'tiered_cache.invalidations_sent', kind: 'counter', unit: '{message}', description: 'Invalidations this instance published.', read: (s) => s.invalidationsSent },
+  { id: 'tiered_cache.invalidations_received', kind: 'counter', unit: '{message}', description: 'Invalidations this instance received from others.', read: (s) => s.invalidationsReceived },
+  { id: 'tiered_cache.bus_reconnects', kind: 'counter', unit: '{reconnect}', description: 'Times the invalidation bus reconnected (each cleared L1).', read: (s) => s.busReconnects },
+  { id: 'tiered_cache.fallbacks', kind: 'counter', unit: '{command}', description: 'Redis commands that failed and opened the breaker.', read: (s) => s.fallbacks },
+  { id: 'tiered_cache.rejected_while_down', kind: 'counter', unit: '{call}', description: "Calls refused with ERR_UNAVAILABLE (onRedisDown: 'reject').", read: (s) => s.rejectedWhileDown },
+  { id: 'tiered_cache.l1_size', kind: 'updown', unit: '{entry}', description: "Entries in this process's L1.", read: (s) => s.l1Size },
+  { id: 'tiered_cache.redis_down', kind: 'updown', unit: '{instance}', description: 'Instances whose breaker is open (Redis skipped for now).', read: (s) => (s.redisDown ? 1 : 0) },
 ]
+
+/**
+ * Bucket boundaries of the duration histograms, in seconds: 100 µs to 60 s,
+ * about three per decade (OpenTelemetry's `http.server.request.duration`
+ * boundaries, extended below 5 ms for queue waits and above 10 s).
+ */
+const DURATION_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+  0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60,
+]
+
+/**
+ * The duration histograms: `id` is `<primitive>.<metric>`, recorded once per
+ * task that started (tasks refused, aborted or timed out while waiting are
+ * not recorded: their counters count them).
+ * @type {Array<{ id: string, primitive: 'limiter' | 'pool', field: 'waitTime' | 'runTime', description: string }>}
+ */
+const HISTOGRAMS = [
+  { id: 'limiter.wait.duration', primitive: 'limiter', field: 'waitTime', description: 'Time each task waited for a permit.' },
+  { id: 'limiter.run.duration', primitive: 'limiter', field: 'runTime', description: 'Time each task ran, until its promise settled.' },
+  { id: 'pool.wait.duration', primitive: 'pool', field: 'waitTime', description: 'Time each task waited for a worker.' },
+  { id: 'pool.run.duration', primitive: 'pool', field: 'runTime', description: 'Time each task ran in a worker.' },
+]
+
+/**
+ * Subscribes to the limiter and pool tracing channels and calls
+ * `record(histogram, seconds, label)` for each started task's wait and run
+ * time when its call settles. Returns a function that unsubscribes.
+ * @param {(histogram: typeof HISTOGRAMS[number], seconds: number, label: string | undefined) => void} record
+ */
+function recordDurations(record) {
+  const subscriptions = []
+  for (const [primitive, channel] of [['limiter', limiterChannel], ['pool', poolChannel]]) {
+    const histograms = HISTOGRAMS.filter((h) => h.primitive === primitive)
+    const onSettled = (context) => {
+      for (const histogram of histograms) {
+        const ms = context[histogram.field]
+        if (typeof ms === 'number' && ms >= 0) record(histogram, ms / 1000, context.label)
+      }
+    }
+    channel.asyncStart.subscribe(onSettled)
+    subscriptions.push(() => channel.asyncStart.unsubscribe(onSettled))
+  }
+  return () => {
+    for (const unsubscribe of subscriptions.splice(0)) unsubscribe()
+  }
+}
 
 /** An instance's label: its `label`, else its `name`, else undefined. */
 function labelOf(instance) {
@@ -160,4 +234,4 @@ function loadPeer(name, entry) {
   }
 }
 
-module.exports = { METRICS, QUANTILES, snapshot, loadPeer }
+module.exports = { METRICS, QUANTILES, HISTOGRAMS, DURATION_BUCKETS, snapshot, recordDurations, loadPeer }

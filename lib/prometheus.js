@@ -7,10 +7,12 @@
 // once per scrape: every collect() of a scrape runs in the same synchronous
 // pass of `register.metrics()`). Instances are held weakly: a
 // garbage-collected one is no longer reported. `prom-client` is an optional
-// peer dependency; this file is the only one that loads it.
+// peer dependency; this file is the only one that loads it. The duration
+// histograms are prom-client Histograms observed per task, from the tracing
+// channels (`recordDurations`), unless `histograms: false`.
 
 const { typeError } = require('./errors.js')
-const { METRICS, QUANTILES, snapshot, loadPeer } = require('./metrics.js')
+const { METRICS, QUANTILES, HISTOGRAMS, DURATION_BUCKETS, snapshot, recordDurations, loadPeer } = require('./metrics.js')
 const { enable } = require('./instances.js')
 
 const client = loadPeer('prom-client', 'bulkhead/prometheus')
@@ -39,13 +41,17 @@ function promName(prefix, metric) {
  * registry is scraped. Names are `<prefix>_<primitive>_<metric>`, e.g.
  * `bulkhead_limiter_active`, `bulkhead_limiter_completed_total`,
  * `bulkhead_limiter_wait_time_seconds{quantile="0.99"}`; an instance with a
- * label or name gets the label `name`. Returns `{ metrics, close() }`:
- * `close()` removes them from the registry.
- * @param {{ register?: import('prom-client').Registry, prefix?: string }} [options]
+ * label or name gets the label `name`. Unless `histograms` is false, each
+ * task's wait and run time is also observed into histograms
+ * (`bulkhead_limiter_wait_duration_seconds`, …). Returns
+ * `{ metrics, close() }`: `close()` removes them from the registry and stops
+ * recording.
+ * @param {{ register?: import('prom-client').Registry, prefix?: string, histograms?: boolean }} [options]
  */
 function instrument(options = {}) {
   if (options === null || typeof options !== 'object') throw typeError('options must be an object')
-  const { register = client.register, prefix = 'bulkhead' } = options
+  const { register = client.register, prefix = 'bulkhead', histograms = true } = options
+  if (typeof histograms !== 'boolean') throw typeError(`options.histograms must be a boolean, got ${histograms === null ? 'null' : typeof histograms}`)
   if (register === null || typeof register !== 'object' || typeof register.registerMetric !== 'function') {
     throw typeError('options.register must be a prom-client Registry')
   }
@@ -65,6 +71,7 @@ function instrument(options = {}) {
     return current
   }
   const metrics = []
+  let stopRecording = () => {}
   try {
     for (const metric of METRICS) {
       const Kind = metric.kind === 'counter' ? client.Counter : client.Gauge
@@ -90,6 +97,32 @@ function instrument(options = {}) {
         },
       }))
     }
+    if (histograms) {
+      const observers = new Map()
+      for (const histogram of HISTOGRAMS) {
+        const metric = new client.Histogram({
+          name: `${prefix}_${histogram.id.replaceAll('.', '_')}_seconds`,
+          help: histogram.description,
+          labelNames: ['name'],
+          buckets: DURATION_BUCKETS,
+          registers: [register],
+        })
+        metrics.push(metric)
+        observers.set(histogram, metric)
+      }
+      // A child per label, so a task's observation does not hash its labels.
+      const children = new Map()
+      const childOf = (histogram, label) => {
+        const key = `${histogram.id}\0${label ?? ''}`
+        let child = children.get(key)
+        if (child === undefined) {
+          child = observers.get(histogram).labels(label === undefined ? {} : { name: label })
+          children.set(key, child)
+        }
+        return child
+      }
+      stopRecording = recordDurations((histogram, seconds, label) => childOf(histogram, label).observe(seconds))
+    }
   } catch (err) {
     // A name already taken in this registry: leave nothing half-registered.
     for (const m of metrics) register.removeSingleMetric(m.name)
@@ -97,12 +130,13 @@ function instrument(options = {}) {
   }
   let closed = false
   return {
-    /** The prom-client metrics, one per bulkhead metric. */
+    /** The prom-client metrics: one per bulkhead metric, then the duration histograms. */
     metrics,
-    /** Removes the metrics from the registry. */
+    /** Removes the metrics from the registry and stops recording. */
     close() {
       if (closed) return
       closed = true
+      stopRecording()
       for (const m of metrics) register.removeSingleMetric(m.name)
     },
   }

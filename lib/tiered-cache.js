@@ -28,6 +28,7 @@ const { LRUCache } = require('./lru-cache.js')
 const { SingleFlight } = require('./single-flight.js')
 const { JSON_SERIALIZER } = require('./redis-single-flight.js')
 const { tieredCacheChannel, checkLabel } = require('./tracing.js')
+const { track } = require('./instances.js')
 
 const OPTIONS = new Set(['name', 'redis', 'max', 'maxSize', 'sizeCalculation', 'ttl', 'grace', 'l1Ttl',
   'fetchMethod', 'onRedisDown', 'serializer', 'label'])
@@ -105,7 +106,7 @@ class TieredCache {
   #label
   #client
   #flights // distributed SingleFlight of the loads
-  #local = new SingleFlight() // loads while Redis is away (this process only)
+  #local // a SingleFlight of the loads while Redis is away (this process only)
   #l1
   #ttl
   #grace
@@ -165,7 +166,10 @@ class TieredCache {
     this.#serializer = serializer
     this.#name = name
     this.#label = checkLabel(options.label, name)
-    const l1 = {}
+    // The inner cache and groups carry this cache's label, so in metrics
+    // they are its series, not unlabelled ones merged with the user's.
+    this.#local = new SingleFlight({ label: this.#label })
+    const l1 = { label: this.#label }
     if (max !== undefined || maxSize === undefined) l1.max = max ?? DEFAULT_MAX
     if (maxSize !== undefined) l1.maxSize = maxSize
     if (sizeCalculation !== undefined) l1.sizeCalculation = (entry, key) => sizeCalculation(entry.value, key)
@@ -183,9 +187,11 @@ class TieredCache {
       lease: Math.max(30_000, 3 * commandTimeout),
       onRedisDown: 'reject', // the fallback is this class's (the breaker below)
       serializer: wrapSerializer(serializer),
+      label: this.#label,
     })
     this.#ids = { get: this.#client.script(GET), set: this.#client.script(SET), del: this.#client.script(DEL) }
     this.#subscription = this.#client.subscribe(this.#channel, (message) => this.#onMessage(message))
+    track(this, 'tiered_cache') // the metrics registry (lib/instances.js), weakly
   }
 
   /** The name shared by every instance of this cache. */
