@@ -3,7 +3,7 @@
 // and blocked holders, Redis paused / flushed / restarted, waiters leaving.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { RedisServer, haveRedis } from './helpers/redis-server.mjs'
@@ -210,6 +210,15 @@ test('a lost lease aborts the task signal with ERR_LEASE_LOST', { skip, timeout:
     assert.ok(limiter.stats().lostLeases >= 1)
   } finally {
     limiter.close()
+  }
+})
+
+test('a running task keeps a script alive until its lease is lost; a settled one leaves nothing holding the process', { skip, timeout: 30_000 }, () => {
+  const child = fileURLToPath(new URL('./fixtures/redis-lease-child.mjs', import.meta.url))
+  for (const [mode, expected] of [['lost', 'ERR_LEASE_LOST'], ['done', 'done']]) {
+    const result = spawnSync(process.execPath, [child, server.url, fresh(), mode], { encoding: 'utf8', timeout: 20_000 })
+    assert.equal(result.status, 0, `${mode}: exit ${result.status} ${result.signal ?? ''} ${result.stderr}`)
+    assert.equal(result.stdout.trim(), expected, mode)
   }
 })
 

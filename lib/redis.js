@@ -111,7 +111,27 @@ function check(reply) {
 }
 
 /** A handle on the process's connections to one Redis URL. */
+// A lease renewed from Rust is work in progress, as a timer is: while this
+// process holds one whose loss JS must hear about (a distributed Limiter's
+// running task), one referenced timer keeps the event loop alive. Without
+// it, a task whose function awaits only its signal would let the process
+// end (the renewal's callback into JS is weak) before the lease is lost.
+let leasesHeld = 0
+let keepAlive
+
+function leaseTaken() {
+  if (leasesHeld++ === 0) keepAlive = setInterval(() => {}, 0x7fffffff)
+}
+
+function leaseGiven() {
+  if (--leasesHeld === 0) {
+    clearInterval(keepAlive)
+    keepAlive = undefined
+  }
+}
+
 class RedisClient {
+  #leases = new Set() // renewal ids of startLeaseRenewal, until stopRenewal or close()
   #conn
   #scripts = new Map()
 
@@ -167,12 +187,22 @@ class RedisClient {
    * lease that is lost.
    */
   configureRenewal(id, keys, intervalMs, leaseMs, onLost) {
-    this.#conn.configureRenewal(id, keys, intervalMs, leaseMs, this.options.commandTimeout, onLost)
+    this.#conn.configureRenewal(id, keys, intervalMs, leaseMs, this.options.commandTimeout, (renewalId) => {
+      // Rust stopped renewing it: it no longer keeps the process alive.
+      if (this.#leases.delete(renewalId)) leaseGiven()
+      onLost(renewalId)
+    })
   }
 
-  /** Renews `lease` from Rust as configured; returns the renewal id for `stopRenewal`. */
+  /**
+   * Renews `lease` from Rust as configured; returns the renewal id for
+   * `stopRenewal`. Until then, the process is kept alive (see heldLeases).
+   */
   startLeaseRenewal(lease) {
-    return this.#conn.startLeaseRenewal(lease)
+    const id = this.#conn.startLeaseRenewal(lease)
+    this.#leases.add(id)
+    leaseTaken()
+    return id
   }
 
   /** Renews from Rust; `onLost(id)` once if the lease is lost. */
@@ -181,7 +211,10 @@ class RedisClient {
       this.options.commandTimeout, onLost)
   }
 
-  stopRenewal(renewalId) { this.#conn.stopRenewal(renewalId) }
+  stopRenewal(renewalId) {
+    this.#conn.stopRenewal(renewalId)
+    if (this.#leases.delete(renewalId)) leaseGiven()
+  }
 
   /** `onMessage(payload)`; `onMessage(null)` once the subscription is confirmed and after a reconnect (messages before it were missed). */
   subscribe(channel, onMessage) {
@@ -205,7 +238,9 @@ class RedisClient {
 
   close() {
     this.#closed = true
-    this.#conn.close()
+    this.#conn.close() // stops every renewal
+    for (let n = this.#leases.size; n > 0; n--) leaseGiven()
+    this.#leases.clear()
   }
 
   /** Whether the process's Redis runtime thread is running (tests). */
