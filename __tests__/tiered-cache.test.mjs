@@ -469,6 +469,9 @@ test('a bulkhead:tiered-cache trace per fetch says where the value came from: lo
   assert.throws(() => new TieredCache({ name, redis: server.url, ttl: 60_000, label: 7 }), { name: 'TypeError', message: /options\.label/ })
   const a = new TieredCache({ name, redis: server.url, ttl: 60_000, label: 'users-a', fetchMethod: async (key) => `v:${key}` })
   const b = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async () => 'never' })
+  // L1 is filled only once a's bus subscription is confirmed: wait for it,
+  // so its second fetch of 'k' below is an L1 hit however loaded the machine.
+  await until(async () => (await a.fetch('warm')) !== undefined && a.get('warm') !== undefined, 5000, 'a subscribed')
   const seen = []
   const handlers = { asyncEnd: (ctx) => seen.push([ctx.label, ctx.key, ctx.source, ctx.result]) }
   const channel = tracingChannel('bulkhead:tiered-cache')

@@ -8,6 +8,7 @@ const require = createRequire(import.meta.url)
 const { LRUCache: Ours } = require('../lib/lru-cache.js')
 const { LRUCache: Peer } = require('lru-cache')
 
+const classes = { bulkhead: Ours, 'lru-cache': Peer }
 const N = 100_000
 const ITER = 1_000_000
 let sink = 0
@@ -106,7 +107,6 @@ for (const ttl of [0, 60_000]) {
       { iterations: ITER },
     ),
   )
-  const classes = { bulkhead: Ours, 'lru-cache': Peer }
   rows.push(
     await compare(
       `set-fill${tag}`,
@@ -164,6 +164,62 @@ for (const ttl of [0, 60_000]) {
   )
   next = undefined
 }
+
+// Writes the way a service makes them: the cache starts empty and grows (a
+// new cache per 100k sets, so lazy growth and first crossings are timed),
+// keys are built per call from a request id (fresh strings, hashed on first
+// use), values are of mixed types (an object, a string, a number), with and
+// without ttl, maxSize + sizeCalculation, and dispose. Then the same once
+// the cache is full, where every write evicts.
+const VALUE_KINDS = 3
+const valueFor = (i) => {
+  const kind = i % VALUE_KINDS
+  return kind === 0 ? { id: i, name: 'user' } : kind === 1 ? `value ${i & 1023}` : i
+}
+const sizeOf = (v) => (typeof v === 'object' ? 64 : typeof v === 'string' ? v.length : 8)
+let disposed = 0
+const SERVICE = [
+  ['plain', { max: N }],
+  ['ttl', { max: N, ttl: 60_000 }],
+  ['maxSize + sizeCalculation', { max: N, maxSize: N * 32, sizeCalculation: sizeOf }],
+  ['dispose', { max: N, dispose: () => { disposed++ } }],
+]
+let request = 0 // keys never repeat across runs: each set builds a new string
+for (const [what, opts] of SERVICE) {
+  rows.push(
+    await compare(
+      `service fill from empty, keys built per call (${what})`,
+      Object.fromEntries(Object.entries(classes).map(([label, Cls]) => [label, (n) => {
+        let c
+        for (let i = 0; i < n; i++) {
+          if (i % N === 0) c = new Cls(opts)
+          const id = request++
+          c.set(`session:${id}:${id & 63}`, valueFor(id))
+        }
+        sink += c.size
+      }])),
+      { iterations: N * 4 },
+    ),
+  )
+  const full = Object.fromEntries(Object.entries(classes).map(([label, Cls]) => {
+    const c = new Cls(opts)
+    for (let i = 0; i < N; i++) c.set(`warm:${label}:${i}`, valueFor(i))
+    return [label, c]
+  }))
+  rows.push(
+    await compare(
+      `service writes into a full cache, keys built per call (${what})`,
+      Object.fromEntries(Object.entries(full).map(([label, c]) => [label, (n) => {
+        for (let i = 0; i < n; i++) {
+          const id = request++
+          c.set(`session:${id}:${id & 63}`, valueFor(id))
+        }
+      }])),
+      { iterations: ITER },
+    ),
+  )
+}
+sink += disposed > 0 ? 1 : 0
 
 printTable('LRUCache vs lru-cache (100k entries, 16-30 char string keys)', rows, { baseline: 'bulkhead' })
 writeResults('lru-cache', { rows, sink: sink > 0 })
