@@ -9,12 +9,19 @@
 //     runs in its own child process so one does not colour the other.
 // (c) get/set throughput in one thread vs lru-cache (single-thread speed is
 //     where a JS Map wins: every named operation crosses into Rust).
+// (d) Threads: 1, 2, 4 and 8 worker_threads on one named cache (one store,
+//     one lock), a 90/10 get/set mix, operations per second in all; beside
+//     it, the same threads each with a private lru-cache (no sharing, so no
+//     contention: what the threads would do alone). The machine's core count
+//     is printed with the table; threads beyond it show contention, not
+//     parallelism.
+import os from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { createRequire } from 'node:module'
-import { compare, printTable, writeResults, quick } from './harness.mjs'
+import { compare, printTable, printGrid, writeResults, median, quick } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { NamedLRUCache } = require('../lib/lru-cache-named.js')
@@ -213,6 +220,87 @@ rows.push(
 printTable('Named LRUCache vs lru-cache 11 (ns/op, lower is better)', rows, { baseline: 'bulkhead named' })
 
 // ---------------------------------------------------------------------------
+// (d) throughput at 1, 2, 4 and 8 threads
+const threadOps = quick ? 200_000 : 2_000_000
+const threadSource = `
+  const { parentPort, workerData } = require('node:worker_threads')
+  const { LRUCache } = require(${JSON.stringify(require.resolve('lru-cache'))})
+  const { NamedLRUCache } = require(${JSON.stringify(require.resolve('../lib/lru-cache-named.js'))})
+  const { subject, ops, seed, gate } = workerData
+  const value = 'v'.repeat(200)
+  const keys = Array.from({ length: 100000 }, (_, i) => 'key:' + String(i).padStart(12, '0'))
+  let cache
+  if (subject === 'named') cache = new NamedLRUCache({ name: 'bench-threads', max: 100000 })
+  else {
+    cache = new LRUCache({ max: 100000 })
+    for (const k of keys) cache.set(k, value)
+  }
+  const flag = new Int32Array(gate)
+  Atomics.add(flag, 1, 1)
+  Atomics.notify(flag, 1)
+  Atomics.wait(flag, 0, 0)
+  let sink = 0
+  let x = seed
+  const t0 = process.hrtime.bigint()
+  for (let i = 0; i < ops; i++) {
+    x = (x * 1103515245 + 12345) >>> 0
+    const key = keys[x % 100000]
+    if (i % 10 === 9) cache.set(key, value)
+    else {
+      const v = cache.get(key)
+      if (v !== undefined) sink += v.length
+    }
+  }
+  const ns = Number(process.hrtime.bigint() - t0)
+  if (subject === 'named') cache.close()
+  parentPort.postMessage({ ns, sink: sink > 0 })
+`
+const filler = new NamedLRUCache({ name: 'bench-threads', max: 100_000 })
+for (const k of keys) filler.set(k, value200)
+async function threadRun(subject, threads) {
+  const gate = new SharedArrayBuffer(8)
+  const flag = new Int32Array(gate)
+  const workers = Array.from(
+    { length: threads },
+    (_, t) => new Worker(threadSource, { eval: true, workerData: { subject, ops: threadOps, seed: t * 7919 + 1, gate } }),
+  )
+  const done = workers.map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject)))
+  while (Atomics.load(flag, 1) < threads) await new Promise((resolve) => setTimeout(resolve, 5))
+  const t0 = process.hrtime.bigint()
+  Atomics.store(flag, 0, 1)
+  Atomics.notify(flag, 0)
+  const results = await Promise.all(done)
+  const wallNs = Number(process.hrtime.bigint() - t0)
+  await Promise.all(workers.map((w) => w.terminate()))
+  for (const r of results) if (!r.sink) throw new Error(`${subject}: a thread read nothing`)
+  return (threads * threadOps) / (wallNs / 1e9)
+}
+const threadRows = []
+for (const threads of [1, 2, 4, 8]) {
+  const named = []
+  const priv = []
+  for (let run = 0; run < (quick ? 1 : 3); run++) {
+    named.push(await threadRun('named', threads))
+    priv.push(await threadRun('lru-cache', threads))
+  }
+  threadRows.push({ threads, named: median(named), private: median(priv) })
+}
+filler.close()
+const mops = (x) => `${(x / 1e6).toFixed(2)} M`
+printGrid(
+  `(d) ${threadOps.toLocaleString('en')} operations per thread (90% get, 10% set, 100k entries), ops/s in all, median of ${quick ? 1 : 3}; ${os.availableParallelism()} cores`,
+  ['threads', 'one named cache', 'vs 1 thread', 'a private lru-cache per thread', 'vs 1 thread', 'named / private'],
+  threadRows.map((r) => [
+    String(r.threads),
+    mops(r.named),
+    `${(r.named / threadRows[0].named).toFixed(2)}x`,
+    mops(r.private),
+    `${(r.private / threadRows[0].private).toFixed(2)}x`,
+    `${(r.named / r.private).toFixed(2)}x`,
+  ]),
+)
+
+// ---------------------------------------------------------------------------
 // (b) memory and GC, one child process per subject
 const self = fileURLToPath(import.meta.url)
 const memory = {}
@@ -247,7 +335,7 @@ for (const [label, key] of [
   const b = m['bulkhead named'][key]
   console.log(`| ${label} | ${fmt(a)} | ${fmt(b)} | ${b > 0 ? `${(a / b).toFixed(1)}x` : '-'} |`)
 }
-writeResults('lru-cache-named', { rows, memory, sink: sink > 0 })
+writeResults('lru-cache-named', { rows, memory, threads: threadRows, sink: sink > 0 })
 cross.close()
 named.close()
 smallNamed.close()
