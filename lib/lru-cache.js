@@ -789,11 +789,28 @@ class LRUCache {
     return result
   }
 
-  /** Takes the victims Rust published (before any hook can re-enter) and unmaps them. */
+  /**
+   * Takes the victims Rust published (before any hook can re-enter) and
+   * unmaps them; returns their hook tasks, or undefined when there are none
+   * to run.
+   */
   #takeVictims(reuse) {
     const n = this.#io[IO_NVICT]
     if (n === 0) return undefined
     const out = this.#out
+    if (!this.#hasDispose && !this.#hasDisposeAfter && !this.#hasFetchMethod) {
+      // No hook can see a victim or re-enter: unmap them and report none, so
+      // the caller maps the new key at once (no task list, no #adopt).
+      for (let j = 0; j < n; j++) {
+        const i = out[j] & ~EXPIRED_BIT
+        this.#keyMap.delete(this.#keyList[i])
+        if (i !== reuse) {
+          this.#keyList[i] = undefined
+          this.#valList[i] = undefined
+        }
+      }
+      return undefined
+    }
     const tasks = []
     for (let j = 0; j < n; j++) {
       const word = out[j]
