@@ -1116,8 +1116,10 @@ class LRUCache {
     const { updateAgeOnHas = this.updateAgeOnHas, status } = hasOptions
     const index = this.#keyMap.get(k)
     if (index !== undefined) {
-      const v = this.#valList[index]
-      if (this.#isBackgroundFetch(v) && v.__staleWhileFetching === undefined) return false
+      if (this.#hasFetchMethod) {
+        const v = this.#valList[index]
+        if (this.#isBackgroundFetch(v) && v.__staleWhileFetching === undefined) return false
+      }
       if (!this.#isStale(index)) {
         if (updateAgeOnHas) this.#updateItemAge(index)
         if (status) {
