@@ -64,6 +64,9 @@ const optionSets = [
   { name: 'count+hooks', make: (h) => ({ max: 7, dispose: h.dispose, disposeAfter: h.disposeAfter, onInsert: h.onInsert }) },
   { name: 'count+noDisposeOnSet', make: (h) => ({ max: 4, dispose: h.dispose, disposeAfter: h.disposeAfter, noDisposeOnSet: true }) },
   { name: 'size', make: (h) => ({ maxSize: 20, sizeCalculation: sizeOf, dispose: h.dispose }) },
+  // Without hooks, evictions through a crossing take a shorter path (victims unmapped in place).
+  { name: 'size+count, no hooks', make: () => ({ max: 6, maxSize: 18, sizeCalculation: sizeOf }) },
+  { name: 'ttl+size, no hooks', make: (h) => ({ maxSize: 20, sizeCalculation: sizeOf, ttl: 7, ttlResolution: 0, perf: h.perf }) },
   { name: 'size+count+maxEntrySize', make: (h) => ({ max: 6, maxSize: 18, maxEntrySize: 5, sizeCalculation: sizeOf, dispose: h.dispose, onInsert: h.onInsert }) },
   { name: 'ttl', make: (h) => ({ max: 6, ttl: 10, ttlResolution: 0, perf: h.perf, dispose: h.dispose }) },
   {
