@@ -798,20 +798,9 @@ class LRUCache {
     const n = this.#io[IO_NVICT]
     if (n === 0) return undefined
     const out = this.#out
-    if (!this.#hasDispose && !this.#hasDisposeAfter && !this.#hasFetchMethod) {
-      // No hook can see a victim or re-enter: unmap them and report none, so
-      // the caller maps the new key at once (no task list, no #adopt).
-      for (let j = 0; j < n; j++) {
-        const i = out[j] & ~EXPIRED_BIT
-        this.#keyMap.delete(this.#keyList[i])
-        if (i !== reuse) {
-          this.#keyList[i] = undefined
-          this.#valList[i] = undefined
-        }
-      }
-      return undefined
-    }
-    const tasks = []
+    // Without hooks nothing can see a victim or re-enter: no task list, so
+    // the caller maps the new key at once (no #adopt).
+    const tasks = this.#victimHooks() ? [] : undefined
     for (let j = 0; j < n; j++) {
       const word = out[j]
       const i = word & ~EXPIRED_BIT
@@ -822,9 +811,14 @@ class LRUCache {
         this.#keyList[i] = undefined
         this.#valList[i] = undefined
       }
-      tasks.push(k, v, word & EXPIRED_BIT ? 'expire' : 'evict')
+      if (tasks !== undefined) tasks.push(k, v, word & EXPIRED_BIT ? 'expire' : 'evict')
     }
     return tasks
+  }
+
+  /** Whether an evicted entry has hooks to run (dispose, disposeAfter, or a background fetch to abort). */
+  #victimHooks() {
+    return this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod
   }
 
   /** Runs the hooks of victims taken by #takeVictims, in order. */
@@ -924,7 +918,7 @@ class LRUCache {
         const begin = start === undefined ? this.#perf.now() : start
         this.#starts[index] = ttl !== 0 ? begin : 0
       }
-      if (this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod) {
+      if (this.#victimHooks()) {
         // as in lru-cache, the victim's hooks run before the new key is visible
         // (the slot is already the most recently used, so a hook that
         // re-enters evicts others; it moves again after whatever the hook read)
