@@ -215,9 +215,12 @@ impl RedisConnection {
     }
     let deadlines = self.deadlines(timeout_ms);
     server.runtime().clone().spawn(async move {
-      settle(deferred, server.command(cmd, deadlines).await);
+      let reply = server.command(cmd, deadlines).await;
+      // Let go before the caller can see the reply: a `close()` made after
+      // awaiting it then finds no other hold and stops the runtime at once.
       drop(server);
       drop(hold);
+      settle(deferred, reply);
     });
     Ok(promise)
   }
@@ -454,12 +457,11 @@ impl RedisConnection {
     let (deferred, promise): (Deferred, _) = env.create_deferred()?;
     let deadlines = self.deadlines(timeout_ms);
     server.runtime().clone().spawn(async move {
-      settle(
-        deferred,
-        server.eval(&script, keys.as_ref(), &args, deadlines).await,
-      );
+      let reply = server.eval(&script, keys.as_ref(), &args, deadlines).await;
+      // As in `command`: the hold goes before the caller sees the reply.
       drop(server);
       drop(hold);
+      settle(deferred, reply);
     });
     Ok(promise)
   }
