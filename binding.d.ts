@@ -385,11 +385,12 @@ export declare class RedisConnection {
  */
 export declare class SharedCacheHandle {
   /**
-   * Opens (or creates) the store called `name`. Options of 0 mean "none".
+   * Opens (or creates) the store called `name`. Options of 0 mean "none";
+   * `shards` of 0 or 1 means one exact LRU order.
    * Throws `ERR_INVALID_ARG` naming the option if the name is open with
-   * different `max`, `maxSize`, `maxEntrySize` or `ttl`.
+   * different `max`, `maxSize`, `maxEntrySize`, `ttl` or `shards`.
    */
-  constructor(name: string, max: number, maxSize: number, maxEntrySize: number, ttl: number)
+  constructor(name: string, max: number, maxSize: number, maxEntrySize: number, ttl: number, shards?: number | undefined | null)
   /** The id `sharedCacheRawFunctions` binds the hot-path functions to, or -1 once closed. */
   get id(): number
   /** `clear`: removes every entry. */
@@ -431,6 +432,13 @@ export declare class SharedCacheHandle {
   get size(): number
   /** The bytes held (key + value + per-entry overhead of every entry). */
   get calculatedSize(): number
+  /** How many shards the store has (1: one exact LRU order). */
+  get shards(): number
+  /**
+   * The largest entry the store takes, in bytes (0: no limit): with shards,
+   * at most one shard's share of `maxSize`.
+   */
+  get maxEntrySize(): number
   /** The current time on the shared clock, in ms. */
   static now(): number
   /** Lets go of this handle; the store is freed when no thread holds one. */

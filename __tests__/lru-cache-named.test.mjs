@@ -217,6 +217,57 @@ test('compatible re-opens share one cache; incompatible ones throw ERR_INVALID_A
   fresh.close()
 })
 
+test('shards: each shard keeps its share of max and its own LRU order; iteration and pop follow last use', () => {
+  const clock = fakeClock()
+  const cache = new NamedLRUCache({ name: uniq('shards'), max: 10, shards: 4, perf: clock })
+  assert.equal(cache.shards, 4)
+  for (let i = 0; i < 200; i++) {
+    clock.t++
+    cache.set(`k${i}`, i)
+    assert.ok(cache.size <= 10)
+  }
+  assert.equal(cache.size, 10, 'every shard is full')
+  // iteration is newest first by time of last use across shards
+  const held = [...cache.keys()]
+  clock.t++
+  const oldest = held.at(-1)
+  assert.equal(cache.get(oldest), Number(oldest.slice(1)))
+  assert.deepEqual([...cache.keys()], [oldest, ...held.slice(0, -1)])
+  assert.deepEqual([...cache.rkeys()], [...held.slice(0, -1)].reverse().concat(oldest))
+  // pop removes the entry used longest ago of all shards
+  assert.equal(cache.pop(), Number(held.at(-2).slice(1)))
+  cache.close()
+  // a byte limit is split too: an entry larger than one shard's share is refused
+  const bytes = new NamedLRUCache({ name: uniq('shard-bytes'), maxSize: 4000, shards: 4 })
+  assert.equal(bytes.maxEntrySize, 1000)
+  bytes.set('big', 'x'.repeat(2000))
+  assert.equal(bytes.get('big'), undefined)
+  bytes.set('small', 'x'.repeat(100))
+  assert.equal(bytes.get('small').length, 100)
+  bytes.close()
+})
+
+test('shards: bad values and a mismatched re-open raise ERR_INVALID_ARG naming the option', () => {
+  for (const shards of [0, -1, 1.5, 257, '4', null, Infinity]) {
+    assert.throws(() => new NamedLRUCache({ name: uniq('bad-shards'), max: 100, shards }), {
+      code: 'ERR_INVALID_ARG',
+      message: 'options.shards must be an integer from 1 to 256',
+    })
+  }
+  assert.throws(() => new NamedLRUCache({ name: uniq('few'), max: 3, shards: 4 }), {
+    code: 'ERR_INVALID_ARG',
+    message: /options\.shards \(4\) must not exceed options\.max \(3\)/,
+  })
+  const name = uniq('shards-reopen')
+  const a = new NamedLRUCache({ name, max: 100, shards: 4 })
+  assert.throws(() => new NamedLRUCache({ name, max: 100 }), { code: 'ERR_INVALID_ARG', message: /options\.shards is 1.*shards 4/ })
+  const b = new NamedLRUCache({ name, max: 100, shards: 4 })
+  a.set('k', 'v')
+  assert.equal(b.get('k'), 'v')
+  a.close()
+  b.close()
+})
+
 test('one cache is shared by the main thread and workers; a worker that exits without close leaks nothing', async () => {
   const name = uniq('shared')
   const cache = new NamedLRUCache({ name, max: 100 })
@@ -236,33 +287,36 @@ test('one cache is shared by the main thread and workers; a worker that exits wi
   cache.close()
 })
 
-test('4 workers and the main thread hammering one cache keep size, bytes and values consistent', async () => {
-  const name = uniq('hammer')
-  const base = { name, max: 150, maxSize: 40_000, ops: 20_000 }
-  const keeper = new NamedLRUCache({ name, max: base.max, maxSize: base.maxSize })
-  const workers = [1, 2, 3, 4].map((thread) =>
-    run('lru-cache-named-hammer.mjs', { ...base, hammer: true, thread, seed: 7919 * thread }),
-  )
-  const mainCounts = hammer({ ...base, thread: 0, seed: 17, ops: 5000 })
-  const all = [mainCounts, ...(await Promise.all(workers))]
-  for (const counts of all) {
-    assert.deepEqual(counts.violations, [])
-    assert.ok(counts.hits > 0 && counts.sets > 0)
-  }
-  assert.ok(keeper.size <= base.max)
-  assert.ok(keeper.calculatedSize <= base.maxSize)
-  const s = keeper.stats()
-  assert.equal(s.sets, all.reduce((n, c) => n + c.sets, 0), 'every set of every thread counted once')
-  assert.equal(s.hits, all.reduce((n, c) => n + c.hits, 0))
-  let bytes = 0
-  for (const [k, v] of keeper.entries()) {
-    const prefix = typeof v === 'string' ? v.slice(0, v.indexOf('|') + 1) : v.k
-    assert.equal(prefix, `${k}|`)
-    bytes += 1
-  }
-  assert.equal(bytes, keeper.size)
-  keeper.close()
-})
+for (const shards of [1, 8]) {
+  test(`4 workers and the main thread hammering one cache (${shards} shard${shards > 1 ? 's' : ''}) keep size, bytes and values consistent`, async () => {
+    const name = uniq('hammer')
+    const base = { name, max: 150, maxSize: 40_000, shards, ops: 20_000 }
+    const keeper = new NamedLRUCache({ name, max: base.max, maxSize: base.maxSize, shards })
+    assert.equal(keeper.shards, shards)
+    const workers = [1, 2, 3, 4].map((thread) =>
+      run('lru-cache-named-hammer.mjs', { ...base, hammer: true, thread, seed: 7919 * thread }),
+    )
+    const mainCounts = hammer({ ...base, thread: 0, seed: 17, ops: 5000 })
+    const all = [mainCounts, ...(await Promise.all(workers))]
+    for (const counts of all) {
+      assert.deepEqual(counts.violations, [])
+      assert.ok(counts.hits > 0 && counts.sets > 0)
+    }
+    assert.ok(keeper.size <= base.max)
+    assert.ok(keeper.calculatedSize <= base.maxSize)
+    const s = keeper.stats()
+    assert.equal(s.sets, all.reduce((n, c) => n + c.sets, 0), 'every set of every thread counted once')
+    assert.equal(s.hits, all.reduce((n, c) => n + c.hits, 0))
+    let bytes = 0
+    for (const [k, v] of keeper.entries()) {
+      const prefix = typeof v === 'string' ? v.slice(0, v.indexOf('|') + 1) : v.k
+      assert.equal(prefix, `${k}|`)
+      bytes += 1
+    }
+    assert.equal(bytes, keeper.size)
+    keeper.close()
+  })
+}
 
 test('a worker terminated while writing leaves the cache usable and consistent', async () => {
   const name = uniq('terminate')

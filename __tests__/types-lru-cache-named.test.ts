@@ -19,6 +19,11 @@ const fetching = new NamedLRUCache<string, string>({
   fetchMethod: async (key, stale, { signal }) => (signal.aborted ? stale : key.toUpperCase()),
 })
 const fetched: Promise<string | undefined> = fetching.fetch('a', { forceRefresh: true })
+const sharded = new NamedLRUCache<string, string>({ name: 'hot', max: 10_000, shards: 16 })
+const shardCount: number = sharded.shards
+// @ts-expect-error: shards is a number
+new NamedLRUCache<string, string>({ name: 'hot2', max: 10, shards: '4' })
+sharded.close()
 fetching.close()
 cache.close()
-void [v, stats, fetched]
+void [v, stats, fetched, shardCount]

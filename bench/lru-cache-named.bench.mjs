@@ -222,6 +222,8 @@ printTable('Named LRUCache vs lru-cache 11 (ns/op, lower is better)', rows, { ba
 // ---------------------------------------------------------------------------
 // (d) throughput at 1, 2, 4 and 8 threads
 const threadOps = quick ? 200_000 : 2_000_000
+// The sharded column: one named cache split into this many shards (option `shards`).
+const THREAD_SHARDS = 16
 const threadSource = `
   const { parentPort, workerData } = require('node:worker_threads')
   const { LRUCache } = require(${JSON.stringify(require.resolve('lru-cache'))})
@@ -231,6 +233,7 @@ const threadSource = `
   const keys = Array.from({ length: 100000 }, (_, i) => 'key:' + String(i).padStart(12, '0'))
   let cache
   if (subject === 'named') cache = new NamedLRUCache({ name: 'bench-threads', max: 100000 })
+  else if (subject === 'sharded') cache = new NamedLRUCache({ name: 'bench-threads-sharded', max: 100000, shards: ${THREAD_SHARDS} })
   else {
     cache = new LRUCache({ max: 100000 })
     for (const k of keys) cache.set(k, value)
@@ -252,11 +255,15 @@ const threadSource = `
     }
   }
   const ns = Number(process.hrtime.bigint() - t0)
-  if (subject === 'named') cache.close()
+  if (subject !== 'lru-cache') cache.close()
   parentPort.postMessage({ ns, sink: sink > 0 })
 `
 const filler = new NamedLRUCache({ name: 'bench-threads', max: 100_000 })
-for (const k of keys) filler.set(k, value200)
+const shardedFiller = new NamedLRUCache({ name: 'bench-threads-sharded', max: 100_000, shards: THREAD_SHARDS })
+for (const k of keys) {
+  filler.set(k, value200)
+  shardedFiller.set(k, value200)
+}
 async function threadRun(subject, threads) {
   const gate = new SharedArrayBuffer(8)
   const flag = new Int32Array(gate)
@@ -278,22 +285,36 @@ async function threadRun(subject, threads) {
 const threadRows = []
 for (const threads of [1, 2, 4, 8]) {
   const named = []
+  const sharded = []
   const priv = []
   for (let run = 0; run < (quick ? 1 : 3); run++) {
     named.push(await threadRun('named', threads))
+    sharded.push(await threadRun('sharded', threads))
     priv.push(await threadRun('lru-cache', threads))
   }
-  threadRows.push({ threads, named: median(named), private: median(priv) })
+  threadRows.push({ threads, named: median(named), sharded: median(sharded), private: median(priv) })
 }
 filler.close()
+shardedFiller.close()
 const mops = (x) => `${(x / 1e6).toFixed(2)} M`
 printGrid(
   `(d) ${threadOps.toLocaleString('en')} operations per thread (90% get, 10% set, 100k entries), ops/s in all, median of ${quick ? 1 : 3}; ${os.availableParallelism()} cores`,
-  ['threads', 'one named cache', 'vs 1 thread', 'a private lru-cache per thread', 'vs 1 thread', 'named / private'],
+  [
+    'threads',
+    'one named cache',
+    'vs 1 thread',
+    `one named cache, ${THREAD_SHARDS} shards`,
+    'vs 1 thread',
+    'a private lru-cache per thread',
+    'vs 1 thread',
+    'named / private',
+  ],
   threadRows.map((r) => [
     String(r.threads),
     mops(r.named),
     `${(r.named / threadRows[0].named).toFixed(2)}x`,
+    mops(r.sharded),
+    `${(r.sharded / threadRows[0].sharded).toFixed(2)}x`,
     mops(r.private),
     `${(r.private / threadRows[0].private).toFixed(2)}x`,
     `${(r.named / r.private).toFixed(2)}x`,

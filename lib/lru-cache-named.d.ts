@@ -20,6 +20,15 @@ export interface NamedLRUCacheOptions<K extends NamedKey, V> {
   maxEntrySize?: number
   /** Default time to live in ms (0: none). */
   ttl?: number
+  /**
+   * Splits the store into this many parts by key hash (1 to 256, at most
+   * `max`; default 1), each with its own lock, LRU order and share of `max`
+   * and `maxSize`, so threads contend less. With 1 the cache keeps one exact
+   * LRU order; with more it is LRU per shard (approximate overall), and an
+   * entry larger than one shard's share of `maxSize` is refused. Every
+   * handle on one name must pass the same value.
+   */
+  shards?: number
   /** An object whose `now()` gives the time in ms (for tests). */
   perf?: { now(): number }
   allowStale?: boolean
@@ -98,8 +107,11 @@ export declare class NamedLRUCache<K extends NamedKey = NamedKey, V = unknown> i
   readonly label: string
   readonly max: number
   readonly maxSize: number
+  /** The largest entry stored, in bytes (0: no limit); with shards, at most one shard's share of `maxSize`. */
   readonly maxEntrySize: number
   readonly ttl: number
+  /** How many shards the store has (the `shards` option; 1: one exact LRU order). */
+  readonly shards: number
   readonly size: number
   readonly calculatedSize: number
   readonly closed: boolean

@@ -45,7 +45,11 @@ const KNOWN_OPTIONS = new Set([
   'perf',
   'evictExpiredFirst',
   'label',
+  'shards',
 ])
+
+/** The most shards a named cache may have (MAX_SHARDS in src/shared_cache.rs). */
+const MAX_SHARDS = 256
 
 // Value tags; the Rust glue (src/js/shared_cache.rs) uses the same numbers.
 const TAG_BUFFER = 2
@@ -184,6 +188,7 @@ class NamedLRUCache {
       noUpdateTTL,
       fetchMethod,
       label,
+      shards = 1,
     } = options
     if (typeof name !== 'string' || name.length === 0) {
       throw invalid('options.name must be a non-empty string (the name of the process-wide cache)')
@@ -220,7 +225,13 @@ class NamedLRUCache {
     if (fetchMethod !== undefined && typeof fetchMethod !== 'function') {
       throw typeError('fetchMethod must be a function if specified')
     }
-    this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs)
+    if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) {
+      throw invalid(`options.shards must be an integer from 1 to ${MAX_SHARDS}`)
+    }
+    if (max !== 0 && shards > max) {
+      throw invalid(`options.shards (${shards}) must not exceed options.max (${max}): every shard holds at least one entry`)
+    }
+    this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs, shards)
     const raw = sharedCacheRawFunctions(this.#h.id)
     this.#get = raw.get
     this.#set = raw.set
@@ -238,7 +249,7 @@ class NamedLRUCache {
     this.#dispose = typeof dispose === 'function' ? dispose : undefined
     this.#disposeAfter = typeof disposeAfter === 'function' ? disposeAfter : undefined
     this.#collect = this.#dispose || this.#disposeAfter ? COLLECT : 0
-    this.maxEntrySize = maxEntrySize || maxSize
+    this.maxEntrySize = this.#h.maxEntrySize
     this.ttl = ttlMs
     this.allowStale = !!allowStale
     this.updateAgeOnGet = !!updateAgeOnGet
@@ -263,6 +274,14 @@ class NamedLRUCache {
   }
   get maxSize() {
     return this.#maxSize
+  }
+  /**
+   * How many shards the store is split into (option `shards`, default 1).
+   * With 1, the cache keeps one exact LRU order; with more, each shard keeps
+   * its own order within its share of `max` and `maxSize`.
+   */
+  get shards() {
+    return this.#h.shards
   }
   /** Entries held by the shared cache (all threads). */
   get size() {

@@ -687,7 +687,7 @@ impl Policy {
 
 /// Asks the CPU to start loading `ptr`'s cache line (a hint: never faults).
 #[inline(always)]
-fn prefetch<T>(ptr: *const T) {
+pub(crate) fn prefetch<T>(ptr: *const T) {
   #[cfg(target_arch = "x86_64")]
   // SAFETY: a prefetch is a hint; it never dereferences or faults, whatever the address.
   #[allow(unused_unsafe)]

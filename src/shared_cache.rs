@@ -18,11 +18,16 @@
 //! them runs its own `dispose` callbacks.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
 use std::mem::size_of;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+use crate::cache::prefetch;
 
 const NIL: u32 = u32::MAX;
 
@@ -186,7 +191,14 @@ pub struct Options {
   pub max_entry_size: u64,
   /// Default time to live in milliseconds; 0 for none.
   pub ttl: f64,
+  /// Independent parts the store is split into by key hash, each with its
+  /// own lock, order and share of `max` and `max_size`; 0 or 1 for one
+  /// exact LRU order.
+  pub shards: u32,
 }
+
+/// The most shards a store may have.
+pub const MAX_SHARDS: u32 = 256;
 
 /// Counters since the cache was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -260,14 +272,27 @@ struct Node {
   size: u64,
   start: f64,
   ttl: f64,
+  /// `now` of its last `set` or `get` hit: orders entries across shards.
+  stamp: f64,
+}
+
+/// An entry's neighbours in the recency list, kept apart from the entries
+/// so a move touches a compact array (8 bytes per slot) instead of three
+/// entries scattered over the heap.
+#[derive(Clone, Copy)]
+struct Link {
   prev: u32,
   next: u32,
 }
 
+/// How many `get` hits wait in [`Inner::pending`] before they are applied.
+const PENDING_MAX: usize = 1024;
+
 /// The fixed bytes every entry costs besides its key's and value's own
 /// allocations: its slot in the entry table and its slot in the hash index.
 pub const ENTRY_OVERHEAD: u64 =
-  (size_of::<Option<Node>>() + size_of::<(Key, u32)>() + size_of::<u64>()) as u64;
+  (size_of::<Option<Node>>() + size_of::<Link>() + size_of::<(Key, u32)>() + size_of::<u64>())
+    as u64;
 
 /// The bytes an entry with `key` and `value` is charged.
 pub fn entry_size(key: &Key, value: &Value) -> u64 {
@@ -277,6 +302,15 @@ pub fn entry_size(key: &Key, value: &Value) -> u64 {
 struct Inner {
   map: HashMap<Key, u32>,
   nodes: Vec<Option<Node>>,
+  /// `links[i]` belongs to `nodes[i]`.
+  links: Vec<Link>,
+  /// Slots read by `get` hits and not yet moved to the most recent end,
+  /// oldest first. [`Inner::settle`] applies them before anything reads or
+  /// changes the order or frees a slot, so the order every other operation
+  /// sees is exact; a hit itself then touches neither its neighbours nor
+  /// the tail (dependent cache misses), and the moves are done in one pass
+  /// with prefetching.
+  pending: Vec<u32>,
   free: Vec<u32>,
   head: u32,
   tail: u32,
@@ -287,6 +321,21 @@ struct Inner {
 /// A thread-safe LRU store of byte values. See the module docs.
 pub struct SharedCache {
   options: Options,
+  shards: Box<[Shard]>,
+  /// Picks a key's shard (keyed, so clients cannot aim keys at one shard).
+  hasher: RandomState,
+}
+
+/// One lock's worth of the store: its own entries, order and bounds (its
+/// share of `max` and `maxSize`). Aligned so two shards' locks never share a
+/// cache line.
+#[repr(align(128))]
+struct Shard {
+  max: u64,
+  max_size: u64,
+  /// The largest entry this shard takes (0: no limit).
+  max_entry: u64,
+  ttl: f64,
   inner: Mutex<Inner>,
 }
 
@@ -308,35 +357,75 @@ impl Inner {
   }
 
   fn unlink(&mut self, i: u32) {
-    let (prev, next) = {
-      let n = self.node(i);
-      (n.prev, n.next)
-    };
+    let Link { prev, next } = self.links[i as usize];
     if prev == NIL {
       self.head = next;
     } else {
-      self.node_mut(prev).next = next;
+      self.links[prev as usize].next = next;
     }
     if next == NIL {
       self.tail = prev;
     } else {
-      self.node_mut(next).prev = prev;
+      self.links[next as usize].prev = prev;
     }
   }
 
   fn push_tail(&mut self, i: u32) {
     let tail = self.tail;
-    {
-      let n = self.node_mut(i);
-      n.prev = tail;
-      n.next = NIL;
-    }
+    self.links[i as usize] = Link {
+      prev: tail,
+      next: NIL,
+    };
     if tail == NIL {
       self.head = i;
     } else {
-      self.node_mut(tail).next = i;
+      self.links[tail as usize].next = i;
     }
     self.tail = i;
+  }
+
+  /// Records a `get` hit of `i`: it becomes the most recently used once
+  /// [`Inner::settle`] runs (at the latest after [`PENDING_MAX`] hits).
+  fn record_hit(&mut self, i: u32) {
+    if self.pending.last() == Some(&i) {
+      return;
+    }
+    self.pending.push(i);
+    if self.pending.len() >= PENDING_MAX {
+      self.settle();
+    }
+  }
+
+  /// Applies the pending hits in order. Their list moves are dependent
+  /// cache misses on a large store, so they overlap here: the link of the
+  /// slot `FAR` hits ahead is requested from memory, and once it has arrived
+  /// (`NEAR` hits ahead) so are its neighbours', which the move rewrites. A
+  /// neighbour may change before its turn; a prefetch is only a hint.
+  fn settle(&mut self) {
+    const FAR: usize = 16;
+    const NEAR: usize = 8;
+    if self.pending.is_empty() {
+      return;
+    }
+    let pending = std::mem::take(&mut self.pending);
+    for (j, &i) in pending.iter().enumerate() {
+      let links = self.links.as_ptr();
+      if let Some(&far) = pending.get(j + FAR) {
+        prefetch(links.wrapping_add(far as usize));
+      }
+      if let Some(&near) = pending.get(j + NEAR) {
+        let Link { prev, next } = self.links[near as usize];
+        if prev != NIL {
+          prefetch(links.wrapping_add(prev as usize));
+        }
+        if next != NIL {
+          prefetch(links.wrapping_add(next as usize));
+        }
+      }
+      self.move_to_tail(i);
+    }
+    self.pending = pending;
+    self.pending.clear();
   }
 
   fn move_to_tail(&mut self, i: u32) {
@@ -377,6 +466,10 @@ impl Inner {
       }
       None => {
         self.nodes.push(Some(node));
+        self.links.push(Link {
+          prev: NIL,
+          next: NIL,
+        });
         (self.nodes.len() - 1) as u32
       }
     };
@@ -391,21 +484,24 @@ impl Inner {
     let mut i = self.tail;
     while i != NIL {
       ids.push(i);
-      i = self.node(i).prev;
+      i = self.links[i as usize].prev;
     }
     ids
   }
 }
 
-impl SharedCache {
-  /// An empty store with `options`. Validation of the options is the
-  /// caller's job (the JS layer checks them with lru-cache's messages).
-  pub fn new(options: Options) -> Self {
+impl Shard {
+  fn new(max: u64, max_size: u64, max_entry: u64, ttl: f64) -> Self {
     Self {
-      options,
+      max,
+      max_size,
+      max_entry,
+      ttl,
       inner: Mutex::new(Inner {
         map: HashMap::new(),
         nodes: Vec::new(),
+        links: Vec::new(),
+        pending: Vec::new(),
         free: Vec::new(),
         head: NIL,
         tail: NIL,
@@ -415,18 +511,12 @@ impl SharedCache {
     }
   }
 
-  /// The options this store was created with.
-  pub fn options(&self) -> Options {
-    self.options
-  }
-
-  /// The effective largest entry size in bytes (0: unlimited).
-  pub fn max_entry_size(&self) -> u64 {
-    if self.options.max_entry_size != 0 {
-      self.options.max_entry_size
-    } else {
-      self.options.max_size
-    }
+  /// Locks the shard with every pending hit applied: for anything that
+  /// reads or changes the order, or frees a slot.
+  fn lock_settled(&self) -> parking_lot::MutexGuard<'_, Inner> {
+    let mut inner = self.inner.lock();
+    inner.settle();
+    inner
   }
 
   /// How many entries are held (fresh or stale).
@@ -442,11 +532,6 @@ impl SharedCache {
   /// The bytes held by all entries (see [`entry_size`]).
   pub fn calculated_size(&self) -> u64 {
     self.inner.lock().calculated
-  }
-
-  /// The counters since creation.
-  pub fn stats(&self) -> Stats {
-    self.inner.lock().stats
   }
 
   /// Entry count, bytes and counters, read under one lock.
@@ -475,13 +560,15 @@ impl SharedCache {
       inner.stats.misses += 1;
       let value = inner.node(i).value.clone();
       if !opts.no_delete_on_stale {
+        inner.settle();
         inner.remove(i, Reason::Expire, &mut out);
       }
       return opts.allow_stale.then_some(value);
     }
     inner.stats.hits += 1;
-    inner.move_to_tail(i);
+    inner.record_hit(i);
     let node = inner.node_mut(i);
+    node.stamp = now;
     if opts.update_age && node.ttl > 0.0 {
       node.start = now;
     }
@@ -527,8 +614,8 @@ impl SharedCache {
     mut out: Option<&mut Vec<Disposed>>,
   ) -> SetOutcome {
     let size = entry_size(&key, &value);
-    let max_entry = self.max_entry_size();
-    let mut inner = self.inner.lock();
+    let max_entry = self.max_entry;
+    let mut inner = self.lock_settled();
     if max_entry != 0 && size > max_entry {
       if let Some(&i) = inner.map.get(&key) {
         inner.remove(i, Reason::Set, &mut out);
@@ -536,7 +623,7 @@ impl SharedCache {
       }
       return SetOutcome::TooLarge;
     }
-    let ttl = opts.ttl.unwrap_or(self.options.ttl);
+    let ttl = opts.ttl.unwrap_or(self.ttl);
     let start = opts.start.unwrap_or(now);
     inner.stats.sets += 1;
     if let Some(&i) = inner.map.get(&key) {
@@ -547,6 +634,7 @@ impl SharedCache {
         let node = inner.node_mut(i);
         let old = std::mem::replace(&mut node.value, value);
         node.size = size;
+        node.stamp = now;
         if !opts.no_update_ttl {
           node.ttl = ttl;
           node.start = start;
@@ -566,7 +654,7 @@ impl SharedCache {
       }
       return SetOutcome::Stored;
     }
-    if self.options.max != 0 && inner.map.len() as u64 >= self.options.max {
+    if self.max != 0 && inner.map.len() as u64 >= self.max {
       let head = inner.head;
       inner.remove(head, Reason::Evict, &mut out);
     }
@@ -577,8 +665,7 @@ impl SharedCache {
       size,
       start,
       ttl,
-      prev: NIL,
-      next: NIL,
+      stamp: now,
     });
     SetOutcome::Stored
   }
@@ -591,7 +678,7 @@ impl SharedCache {
     keep: u32,
     out: &mut Option<&mut Vec<Disposed>>,
   ) {
-    let max_size = self.options.max_size;
+    let max_size = self.max_size;
     if max_size == 0 {
       return;
     }
@@ -603,7 +690,7 @@ impl SharedCache {
 
   /// Removes `key`. Returns whether it was present.
   pub fn delete(&self, key: &[u8], mut out: Option<&mut Vec<Disposed>>) -> bool {
-    let mut inner = self.inner.lock();
+    let mut inner = self.lock_settled();
     match inner.map.get(key) {
       Some(&i) => {
         inner.remove(i, Reason::Delete, &mut out);
@@ -615,19 +702,20 @@ impl SharedCache {
 
   /// Removes every entry (reason `Delete`), least recently used first.
   pub fn clear(&self, mut out: Option<&mut Vec<Disposed>>) {
-    let mut inner = self.inner.lock();
+    let mut inner = self.lock_settled();
     while inner.head != NIL {
       let head = inner.head;
       inner.remove(head, Reason::Delete, &mut out);
     }
     inner.nodes = Vec::new();
+    inner.links = Vec::new();
     inner.free = Vec::new();
     inner.map = HashMap::new();
   }
 
   /// Removes and returns the least recently used entry (reason `Evict`).
   pub fn pop(&self, mut out: Option<&mut Vec<Disposed>>) -> Option<(Key, Value)> {
-    let mut inner = self.inner.lock();
+    let mut inner = self.lock_settled();
     let head = inner.head;
     if head == NIL {
       return None;
@@ -659,7 +747,7 @@ impl SharedCache {
 
   /// Removes every stale entry (reason `Expire`). Returns whether any was.
   pub fn purge_stale(&self, now: f64, mut out: Option<&mut Vec<Disposed>>) -> bool {
-    let mut inner = self.inner.lock();
+    let mut inner = self.lock_settled();
     let stale_ids: Vec<u32> = inner
       .order()
       .into_iter()
@@ -672,39 +760,41 @@ impl SharedCache {
     !stale_ids.is_empty()
   }
 
-  /// A snapshot of the entries, most recently used first (or least first
-  /// with `reverse`); stale entries only with `allow_stale`.
-  pub fn entries(&self, now: f64, allow_stale: bool, reverse: bool) -> Vec<(Key, Value)> {
-    let inner = self.inner.lock();
-    let mut ids = inner.order();
-    if reverse {
-      ids.reverse();
-    }
-    ids
+  /// The stamp of the least recently used entry, if any.
+  fn head_stamp(&self) -> Option<f64> {
+    let inner = self.lock_settled();
+    (inner.head != NIL).then(|| inner.node(inner.head).stamp)
+  }
+
+  /// The entries with their stamps, most recently used first; stale
+  /// entries only with `allow_stale`.
+  fn entries(&self, now: f64, allow_stale: bool) -> Vec<(f64, (Key, Value))> {
+    let inner = self.lock_settled();
+    inner
+      .order()
       .into_iter()
       .map(|i| inner.node(i))
       .filter(|n| allow_stale || !stale(n, now))
-      .map(|n| (n.key.clone(), n.value.clone()))
+      .map(|n| (n.stamp, (n.key.clone(), n.value.clone())))
       .collect()
   }
 
-  /// Every entry with its TTL data and size, least recently used first
-  /// (the order in which re-setting them rebuilds the same cache).
-  pub fn dump(&self) -> Vec<DumpEntry> {
-    let inner = self.inner.lock();
-    let mut ids = inner.order();
-    ids.reverse();
-    ids
+  /// Every entry with its stamp, TTL data and size, most recently used first.
+  fn dump(&self) -> Vec<(f64, DumpEntry)> {
+    let inner = self.lock_settled();
+    inner
+      .order()
       .into_iter()
       .map(|i| {
         let n = inner.node(i);
-        DumpEntry {
+        let entry = DumpEntry {
           key: n.key.clone(),
           value: n.value.clone(),
           ttl: n.ttl,
           start: n.start,
           size: n.size,
-        }
+        };
+        (n.stamp, entry)
       })
       .collect()
   }
@@ -712,15 +802,16 @@ impl SharedCache {
   /// Checks the internal structure (links, index, byte count, bounds).
   /// For tests; returns a description of the first broken invariant.
   pub fn check_invariants(&self) -> Result<(), String> {
-    let inner = self.inner.lock();
+    let inner = self.lock_settled();
     let mut count = 0usize;
     let mut bytes = 0u64;
     let mut prev = NIL;
     let mut i = inner.head;
     while i != NIL {
       let n = inner.node(i);
-      if n.prev != prev {
-        return Err(format!("node {i} has prev {} instead of {prev}", n.prev));
+      let link = inner.links[i as usize];
+      if link.prev != prev {
+        return Err(format!("node {i} has prev {} instead of {prev}", link.prev));
       }
       if inner.map.get(n.key.encoded()) != Some(&i) {
         return Err(format!("node {i} is not indexed by its key"));
@@ -731,7 +822,7 @@ impl SharedCache {
       count += 1;
       bytes += n.size;
       prev = i;
-      i = n.next;
+      i = link.next;
     }
     if prev != inner.tail {
       return Err("tail is not the last node".into());
@@ -742,6 +833,294 @@ impl SharedCache {
     if bytes != inner.calculated {
       return Err(format!("bytes {bytes} != calculated {}", inner.calculated));
     }
+    if self.max != 0 && count as u64 > self.max {
+      return Err(format!("{count} entries exceed max {}", self.max));
+    }
+    if self.max_size != 0 && bytes > self.max_size {
+      return Err(format!("{bytes} bytes exceed maxSize {}", self.max_size));
+    }
+    Ok(())
+  }
+}
+
+/// `total` split into `n` shares that differ by at most one and sum to it.
+fn share(total: u64, n: u64, i: u64) -> u64 {
+  total / n + u64::from(i < total % n)
+}
+
+/// Lists that are each most recently used first (by stamp), merged into one
+/// list in that order; on equal stamps the lower shard comes first.
+fn merge_newest_first<T>(lists: Vec<Vec<(f64, T)>>) -> Vec<T> {
+  struct Head {
+    stamp: f64,
+    shard: usize,
+  }
+  impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+      self.cmp(other) == Ordering::Equal
+    }
+  }
+  impl Eq for Head {}
+  impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+      Some(self.cmp(other))
+    }
+  }
+  impl Ord for Head {
+    // The max-heap pops the newest stamp, then the lowest shard.
+    fn cmp(&self, other: &Self) -> Ordering {
+      self
+        .stamp
+        .total_cmp(&other.stamp)
+        .then(other.shard.cmp(&self.shard))
+    }
+  }
+  let total = lists.iter().map(Vec::len).sum();
+  let mut iters: Vec<_> = lists
+    .into_iter()
+    .map(|l| l.into_iter().peekable())
+    .collect();
+  let mut heap = BinaryHeap::new();
+  for (shard, it) in iters.iter_mut().enumerate() {
+    if let Some(&(stamp, _)) = it.peek() {
+      heap.push(Head { stamp, shard });
+    }
+  }
+  let mut merged = Vec::with_capacity(total);
+  while let Some(Head { shard, .. }) = heap.pop() {
+    let it = &mut iters[shard];
+    let (_, item) = it.next().expect("a queued shard has a next entry");
+    merged.push(item);
+    if let Some(&(stamp, _)) = it.peek() {
+      heap.push(Head { stamp, shard });
+    }
+  }
+  merged
+}
+
+impl SharedCache {
+  /// An empty store with `options`. Validation of the options is the
+  /// caller's job (the JS layer checks them with lru-cache's messages);
+  /// `shards` is clamped to 1..=[`MAX_SHARDS`] and to `max`.
+  ///
+  /// With more than one shard, each key belongs to one shard (by a keyed
+  /// hash) and each shard keeps its own exact LRU order within its share of
+  /// `max` and `max_size`, so the store as a whole is approximately LRU, and
+  /// an entry larger than one shard's share of `max_size` is refused.
+  pub fn new(options: Options) -> Self {
+    let mut n = u64::from(options.shards.clamp(1, MAX_SHARDS));
+    if options.max != 0 {
+      n = n.min(options.max);
+    }
+    let max_entry = if options.max_entry_size != 0 {
+      options.max_entry_size
+    } else {
+      options.max_size
+    };
+    let shards = (0..n)
+      .map(|i| {
+        let max = if options.max == 0 {
+          0
+        } else {
+          share(options.max, n, i)
+        };
+        let max_size = if options.max_size == 0 {
+          0
+        } else {
+          share(options.max_size, n, i)
+        };
+        let max_entry = match (max_entry, max_size) {
+          (0, limit) | (limit, 0) => limit,
+          (a, b) => a.min(b),
+        };
+        Shard::new(max, max_size, max_entry, options.ttl)
+      })
+      .collect();
+    Self {
+      options,
+      shards,
+      hasher: RandomState::new(),
+    }
+  }
+
+  /// The options this store was created with.
+  pub fn options(&self) -> Options {
+    self.options
+  }
+
+  /// How many shards the store has.
+  pub fn shard_count(&self) -> usize {
+    self.shards.len()
+  }
+
+  /// The effective largest entry size in bytes (0: unlimited): with
+  /// shards, no more than the smallest shard's share of `max_size`.
+  pub fn max_entry_size(&self) -> u64 {
+    self.shards.iter().map(|s| s.max_entry).min().unwrap_or(0)
+  }
+
+  fn shard(&self, key: &[u8]) -> &Shard {
+    if self.shards.len() == 1 {
+      return &self.shards[0];
+    }
+    let h = self.hasher.hash_one(key);
+    &self.shards[(h % self.shards.len() as u64) as usize]
+  }
+
+  /// How many entries are held (fresh or stale).
+  pub fn len(&self) -> usize {
+    self.shards.iter().map(Shard::len).sum()
+  }
+
+  /// Whether no entry is held.
+  pub fn is_empty(&self) -> bool {
+    self.shards.iter().all(Shard::is_empty)
+  }
+
+  /// The bytes held by all entries (see [`entry_size`]).
+  pub fn calculated_size(&self) -> u64 {
+    self.shards.iter().map(Shard::calculated_size).sum()
+  }
+
+  /// The counters since creation.
+  pub fn stats(&self) -> Stats {
+    self.snapshot().2
+  }
+
+  /// Entry count, bytes and counters (each shard read under its lock).
+  pub fn snapshot(&self) -> (usize, u64, Stats) {
+    let mut total = (0, 0, Stats::default());
+    for shard in self.shards.iter() {
+      let (len, bytes, s) = shard.snapshot();
+      total.0 += len;
+      total.1 += bytes;
+      let t = &mut total.2;
+      t.hits += s.hits;
+      t.misses += s.misses;
+      t.sets += s.sets;
+      t.evictions += s.evictions;
+      t.expirations += s.expirations;
+      t.deletes += s.deletes;
+    }
+    total
+  }
+
+  /// Looks `key` up and marks it most recently used.
+  ///
+  /// A stale entry is removed (reason `Expire`, unless
+  /// `no_delete_on_stale`) and returned only with `allow_stale`.
+  pub fn get(
+    &self,
+    key: &[u8],
+    now: f64,
+    opts: ReadOptions,
+    out: Option<&mut Vec<Disposed>>,
+  ) -> Option<Value> {
+    self.shard(key).get(key, now, opts, out)
+  }
+
+  /// Whether `key` holds a fresh value. Does not change recency; with
+  /// `update_age` a fresh entry's TTL restarts.
+  pub fn has(&self, key: &[u8], now: f64, update_age: bool) -> bool {
+    self.shard(key).has(key, now, update_age)
+  }
+
+  /// The value of `key` without changing recency or removing it when stale.
+  pub fn peek(&self, key: &[u8], now: f64, allow_stale: bool) -> Option<Value> {
+    self.shard(key).peek(key, now, allow_stale)
+  }
+
+  /// Stores `value` under `key` as the most recently used entry, evicting
+  /// least recently used entries (of its shard) until `max` and `max_size`
+  /// hold.
+  pub fn set(
+    &self,
+    key: Key,
+    value: Value,
+    now: f64,
+    opts: WriteOptions,
+    out: Option<&mut Vec<Disposed>>,
+  ) -> SetOutcome {
+    self.shard(key.encoded()).set(key, value, now, opts, out)
+  }
+
+  /// Removes `key`. Returns whether it was present.
+  pub fn delete(&self, key: &[u8], out: Option<&mut Vec<Disposed>>) -> bool {
+    self.shard(key).delete(key, out)
+  }
+
+  /// Removes every entry (reason `Delete`), least recently used first
+  /// (shard by shard).
+  pub fn clear(&self, mut out: Option<&mut Vec<Disposed>>) {
+    for shard in self.shards.iter() {
+      shard.clear(out.as_deref_mut());
+    }
+  }
+
+  /// Removes and returns the least recently used entry (reason `Evict`):
+  /// with shards, the oldest of the shards' least recently used entries.
+  pub fn pop(&self, out: Option<&mut Vec<Disposed>>) -> Option<(Key, Value)> {
+    if self.shards.len() == 1 {
+      return self.shards[0].pop(out);
+    }
+    let oldest = self
+      .shards
+      .iter()
+      .filter_map(|s| s.head_stamp().map(|stamp| (stamp, s)))
+      .min_by(|a, b| a.0.total_cmp(&b.0))?;
+    oldest.1.pop(out)
+  }
+
+  /// Milliseconds left in `key`'s TTL: 0 if absent, infinity without a
+  /// TTL, negative once stale.
+  pub fn remaining_ttl(&self, key: &[u8], now: f64) -> f64 {
+    self.shard(key).remaining_ttl(key, now)
+  }
+
+  /// Removes every stale entry (reason `Expire`). Returns whether any was.
+  pub fn purge_stale(&self, now: f64, mut out: Option<&mut Vec<Disposed>>) -> bool {
+    let mut any = false;
+    for shard in self.shards.iter() {
+      any |= shard.purge_stale(now, out.as_deref_mut());
+    }
+    any
+  }
+
+  /// A snapshot of the entries, most recently used first (or least first
+  /// with `reverse`); stale entries only with `allow_stale`. With shards,
+  /// the shards' orders merged by the time of each entry's last use.
+  pub fn entries(&self, now: f64, allow_stale: bool, reverse: bool) -> Vec<(Key, Value)> {
+    let lists = self
+      .shards
+      .iter()
+      .map(|s| s.entries(now, allow_stale))
+      .collect();
+    let mut all = merge_newest_first(lists);
+    if reverse {
+      all.reverse();
+    }
+    all
+  }
+
+  /// Every entry with its TTL data and size, least recently used first
+  /// (the order in which re-setting them rebuilds the same cache).
+  pub fn dump(&self) -> Vec<DumpEntry> {
+    let lists = self.shards.iter().map(Shard::dump).collect();
+    let mut all = merge_newest_first(lists);
+    all.reverse();
+    all
+  }
+
+  /// Checks the internal structure of every shard (links, index, byte
+  /// count, its bounds) and the store's bounds. For tests; returns a
+  /// description of the first broken invariant.
+  pub fn check_invariants(&self) -> Result<(), String> {
+    for (i, shard) in self.shards.iter().enumerate() {
+      shard
+        .check_invariants()
+        .map_err(|e| format!("shard {i}: {e}"))?;
+    }
+    let (count, bytes, _) = self.snapshot();
     if self.options.max != 0 && count as u64 > self.options.max {
       return Err(format!("{count} entries exceed max {}", self.options.max));
     }
@@ -902,6 +1281,127 @@ mod tests {
     assert_eq!(out[0].reason, Reason::Evict);
     assert_eq!(keys(&c), ["d", "a", "c"]);
     assert_eq!(c.stats().evictions, 1);
+    c.check_invariants().unwrap();
+  }
+
+  #[test]
+  fn pending_hits_keep_the_exact_order_past_a_batch() {
+    // More hits than one batch of pending moves, in a scrambled order,
+    // checked against a model list after each round and across evictions.
+    let n = 3000usize;
+    let c = SharedCache::new(Options {
+      max: n as u64,
+      ..Options::default()
+    });
+    let mut model: Vec<String> = Vec::new(); // least recently used first
+    for i in 0..n {
+      let key = format!("k{i}");
+      set(&c, &key, "v", 0.0);
+      model.push(key);
+    }
+    let mut rng = Rng(7);
+    for round in 0..3 {
+      for _ in 0..(PENDING_MAX * 2 + 17) {
+        let key = model[(rng.next() % n as u64) as usize].clone();
+        assert!(get(&c, &key, 0.0).is_some());
+        let at = model.iter().position(|m| *m == key).unwrap();
+        let moved = model.remove(at);
+        model.push(moved);
+      }
+      // an add at the count limit evicts the model's least recent key
+      let key = format!("new{round}");
+      let out = set(&c, &key, "v", 0.0);
+      assert_eq!(out[0].key, k(&model.remove(0)), "round {round}");
+      model.push(key);
+      let mut newest_first = model.clone();
+      newest_first.reverse();
+      assert_eq!(keys(&c), newest_first, "round {round}");
+      c.check_invariants().unwrap();
+    }
+  }
+
+  #[test]
+  fn shards_split_the_bounds_and_keep_each_shard_lru() {
+    let c = SharedCache::new(Options {
+      max: 10,
+      shards: 4,
+      ..Options::default()
+    });
+    assert_eq!(c.shard_count(), 4);
+    let shares: Vec<u64> = c.shards.iter().map(|s| s.max).collect();
+    assert_eq!(shares, [3, 3, 2, 2]);
+    for i in 0..200 {
+      set(&c, &format!("k{i}"), "v", f64::from(i));
+      assert!(c.len() <= 10);
+      c.check_invariants().unwrap();
+    }
+    // Each shard holds its most recent keys: every shard is full, and a key
+    // is held only if no newer key of its shard was evicted before it.
+    assert_eq!(c.len(), 10);
+    for shard in c.shards.iter() {
+      assert_eq!(shard.len() as u64, shard.max);
+    }
+    // More shards than `max` are clamped to `max`.
+    let tiny = SharedCache::new(Options {
+      max: 2,
+      shards: 16,
+      ..Options::default()
+    });
+    assert_eq!(tiny.shard_count(), 2);
+  }
+
+  #[test]
+  fn shards_merge_their_orders_by_last_use() {
+    let c = SharedCache::new(Options {
+      max: 100,
+      shards: 8,
+      ..Options::default()
+    });
+    for i in 0..20 {
+      set(&c, &format!("k{i}"), "v", f64::from(i));
+    }
+    // reads at later times make k3, k11, k0 the most recent, in that order
+    for (t, key) in [(100.0, "k0"), (101.0, "k11"), (102.0, "k3")] {
+      assert!(get(&c, key, t).is_some());
+    }
+    let mut expected: Vec<String> = vec!["k3".into(), "k11".into(), "k0".into()];
+    expected.extend(
+      (1..20)
+        .rev()
+        .filter(|i| ![3, 11].contains(i))
+        .map(|i| format!("k{i}")),
+    );
+    assert_eq!(keys(&c), expected);
+    let dumped: Vec<Key> = c.dump().into_iter().map(|e| e.key).collect();
+    let mut oldest_first: Vec<Key> = expected.iter().map(|e| k(e)).collect();
+    oldest_first.reverse();
+    assert_eq!(dumped, oldest_first);
+    // pop takes the oldest entry of all shards
+    assert_eq!(c.pop(None).unwrap().0, k("k1"));
+    assert_eq!(c.pop(None).unwrap().0, k("k2"));
+    c.check_invariants().unwrap();
+  }
+
+  #[test]
+  fn a_shard_refuses_an_entry_larger_than_its_share_of_max_size() {
+    let one = entry_size(&k("a"), &s(&"x".repeat(100)));
+    let c = SharedCache::new(Options {
+      max_size: one * 4,
+      shards: 4,
+      ..Options::default()
+    });
+    assert_eq!(c.max_entry_size(), one);
+    let fits = "x".repeat(100);
+    assert_eq!(
+      c.set(k("a"), s(&fits), 0.0, WriteOptions::default(), None),
+      SetOutcome::Stored
+    );
+    let too_big = "x".repeat(101);
+    assert_eq!(
+      c.set(k("b"), s(&too_big), 0.0, WriteOptions::default(), None),
+      SetOutcome::TooLarge
+    );
+    assert!(c.calculated_size() <= one * 4);
     c.check_invariants().unwrap();
   }
 
@@ -1151,11 +1651,22 @@ mod tests {
 
   #[test]
   fn many_threads_keep_every_invariant() {
+    hammer(1);
+  }
+
+  #[test]
+  fn many_threads_keep_every_invariant_with_shards() {
+    hammer(8);
+  }
+
+  /// 8 threads of random sets, gets, deletes and pops, then every invariant.
+  fn hammer(shards: u32) {
     let one = entry_size(&k("k00"), &s(&"v".repeat(40)));
     let c = Arc::new(SharedCache::new(Options {
       max: 64,
       max_size: one * 40,
       ttl: 30.0,
+      shards,
       ..Options::default()
     }));
     let threads: Vec<_> = (0..8u64)

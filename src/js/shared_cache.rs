@@ -682,9 +682,10 @@ fn incompatible(name: &str, option: &str, have: f64, want: f64) -> Error {
 
 #[napi]
 impl SharedCacheHandle {
-  /// Opens (or creates) the store called `name`. Options of 0 mean "none".
+  /// Opens (or creates) the store called `name`. Options of 0 mean "none";
+  /// `shards` of 0 or 1 means one exact LRU order.
   /// Throws `ERR_INVALID_ARG` naming the option if the name is open with
-  /// different `max`, `maxSize`, `maxEntrySize` or `ttl`.
+  /// different `max`, `maxSize`, `maxEntrySize`, `ttl` or `shards`.
   #[napi(constructor, catch_unwind)]
   pub fn new(
     name: String,
@@ -692,6 +693,7 @@ impl SharedCacheHandle {
     max_size: f64,
     max_entry_size: f64,
     ttl: f64,
+    shards: Option<f64>,
   ) -> napi::Result<Self, ErrorCode> {
     if name.is_empty() {
       return Err(Error::invalid_arg("options.name must be a non-empty string").into());
@@ -701,6 +703,7 @@ impl SharedCacheHandle {
       max_size: max_size as u64,
       max_entry_size: max_entry_size as u64,
       ttl,
+      shards: (shards.unwrap_or(1.0) as u32).max(1),
     };
     let handle = CACHES.open(
       &name,
@@ -721,6 +724,7 @@ impl SharedCacheHandle {
             options.max_entry_size as f64,
           ),
           ("ttl", have.ttl, options.ttl),
+          ("shards", have.shards as f64, options.shards as f64),
         ];
         for (option, have, want) in pairs {
           if have != want {
@@ -901,6 +905,19 @@ impl SharedCacheHandle {
   #[napi(getter, catch_unwind)]
   pub fn calculated_size(&self) -> napi::Result<f64, ErrorCode> {
     Ok(with_store(self.id, |s, _| s.calculated_size())? as f64)
+  }
+
+  /// How many shards the store has (1: one exact LRU order).
+  #[napi(getter, catch_unwind)]
+  pub fn shards(&self) -> napi::Result<u32, ErrorCode> {
+    Ok(with_store(self.id, |s, _| s.shard_count())? as u32)
+  }
+
+  /// The largest entry the store takes, in bytes (0: no limit): with shards,
+  /// at most one shard's share of `maxSize`.
+  #[napi(getter, catch_unwind)]
+  pub fn max_entry_size(&self) -> napi::Result<f64, ErrorCode> {
+    Ok(with_store(self.id, |s, _| s.max_entry_size())? as f64)
   }
 
   /// The current time on the shared clock, in ms.
