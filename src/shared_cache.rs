@@ -9,9 +9,11 @@
 //!
 //! Time is passed in by the caller (`now`, in milliseconds on any monotonic
 //! scale shared by all callers), so the core never reads a clock and tests
-//! never sleep. One [`parking_lot::Mutex`] guards the whole store: LRU order
-//! is one global order, so sharding would give up exact recency, and each
-//! operation holds the lock for well under a microsecond.
+//! never sleep. By default one [`parking_lot::Mutex`] guards the whole store
+//! and its one exact LRU order; each operation holds it for well under a
+//! microsecond. With `shards` the store is split by key hash into parts with
+//! their own lock, order and share of the bounds: exact LRU per shard,
+//! approximate overall, and threads that seldom wait for each other.
 //!
 //! Entries removed by an operation (evicted, replaced, deleted, expired) are
 //! handed back to the caller in a list, so the thread whose operation caused
