@@ -1,5 +1,10 @@
 // Compiled by `tsc --noEmit`: the named cache's hand-written types.
 import { NamedLRUCache, type NamedLRUCacheStats } from '../lib/lru-cache-named.js'
+import { LRUCache } from '../lib/lru-cache.js'
+
+// The drop-in class takes `name` (and `shards`) too, as the docs' examples do.
+const viaDropIn = new LRUCache<string, string>({ name: 'sessions-dropin', max: 100, shards: 4 })
+viaDropIn.set('a', 'b')
 
 const cache = new NamedLRUCache<string, { id: number }>({
   name: 'sessions',
@@ -26,4 +31,4 @@ new NamedLRUCache<string, string>({ name: 'hot2', max: 10, shards: '4' })
 sharded.close()
 fetching.close()
 cache.close()
-void [v, stats, fetched, shardCount]
+void [v, stats, fetched, shardCount, viaDropIn]

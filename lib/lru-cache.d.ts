@@ -192,6 +192,19 @@ export declare namespace LRUCache {
      * It does not turn on process-wide sharing (that is `name`).
      */
     label?: string
+    /**
+     * bulkhead extension: makes this a named, process-wide cache shared by
+     * every worker_thread that opens the same name, its entries in Rust
+     * memory (see docs/lru-cache.md, "Named mode"). Keys must be strings or
+     * numbers, values are copied, and `max` or `maxSize` is required.
+     */
+    name?: string
+    /**
+     * bulkhead extension, named caches only: split the store into this many
+     * shards (1 to 256, at most `max`; default 1, one exact LRU order), each
+     * with its own lock, LRU order and share of `max` and `maxSize`.
+     */
+    shards?: number
   }
   interface OptionsMaxLimit<K, V, FC> extends OptionsBase<K, V, FC> {
     max: Count
