@@ -57,6 +57,8 @@ const IO_DELETES = 15
 const IO_LEN = 16
 const EXPIRED_BIT = 0x80000000
 const REFRESH_BIT = 0x80000000 // in the access log: a TTL restart, not a read (src/cache.rs)
+const SIZE_BIT = 0x40000000 // in the access log: the next word is the slot's new size (src/cache.rs)
+const SIZE_WORD_MAX = 0xffffffff // the largest size a log word carries; larger ones cross
 const LOG_LEN = 4096
 const CANDIDATES = 64
 const RESERVE_LEN = 64 // cells after the log that carry reserved slot ids
@@ -142,6 +144,9 @@ class LRUCache {
   #starts
   #ttls
   #sizesTracked = false
+  // With sizes: the size of the entry in each live slot, as JS last gave it
+  // to Rust (so an add can check the fit of an evicting set without a call).
+  #sizes = new Float64Array(0)
   #evictExpiredFirst = false
   #trackDeadlines = false
 
@@ -375,6 +380,11 @@ class LRUCache {
     const stamp = new Uint8Array(cap)
     stamp.set(this.#stamp)
     this.#stamp = stamp
+    if (this.#sizesTracked) {
+      const sizes = new Float64Array(cap)
+      sizes.set(this.#sizes)
+      this.#sizes = sizes
+    }
     this.#candN = 0
     if (this.#starts) {
       const starts = new Float64Array(new ArrayBuffer(cap * 8))
@@ -425,6 +435,46 @@ class LRUCache {
     this.#candN = 0
     this.#resN = 0
     return this.#io
+  }
+
+  /**
+   * Records, without a call, that slot `index` (just logged as used) now
+   * holds an entry of `size` in place of one of `old`: the mirror, the total
+   * in io (Rust recomputes it from the log at the next call) and a size word
+   * pair in the log.
+   */
+  #logSize(index, size, old) {
+    this.#sizes[index] = size
+    this.#io[IO_CALC] += size - old
+    let n = this.#logN
+    if (n + 2 > LOG_LEN) {
+      this.#flush()
+      n = 0
+    }
+    this.#log[n] = index | SIZE_BIT
+    this.#log[n + 1] = size
+    this.#logN = n + 2
+    if (n + 2 === LOG_LEN) this.#flush()
+  }
+
+  /**
+   * The slot an add of `size` takes from the least recently used entry
+   * without crossing, or -1 when it cannot: in a cache with sizes, when the
+   * new entry would need more room than that one entry frees.
+   */
+  #victimFor(size) {
+    const slot = this.#nextVictim()
+    if (!this.#sizesTracked) return slot
+    if (size > SIZE_WORD_MAX || (this.#maxSize !== 0 && this.#io[IO_CALC] - this.#sizes[slot] + size > this.#maxSize)) {
+      this.#candPos-- // not taken: still the next candidate
+      return -1
+    }
+    return slot
+  }
+
+  /** Whether an add of `size` fits a cache with sizes without evicting (so it needs no call). */
+  #fits(size) {
+    return size <= SIZE_WORD_MAX && (this.#maxSize === 0 || this.#io[IO_CALC] + size <= this.#maxSize)
   }
 
   /** A slot id for an add without crossing (see #resN), or -1. */
@@ -607,6 +657,7 @@ class LRUCache {
   }
 
   #sizeOf(index) {
+    this.#pre()
     this.#io[IO_A] = index
     lruSizeOf(this.#h)
     return this.#io[IO_RET]
@@ -816,6 +867,15 @@ class LRUCache {
     return tasks
   }
 
+  /** The status fields of an add made without crossing (as the crossing path sets them). */
+  #statusAdd(status, size) {
+    if (this.#sizesTracked) {
+      status.entrySize = size
+      status.totalCalculatedSize = this.#io[IO_CALC]
+    }
+    status.set = 'add'
+  }
+
   /** Whether an evicted entry has hooks to run (dispose, disposeAfter, or a background fetch to abort). */
   #victimHooks() {
     return this.#hasDispose || this.#hasDisposeAfter || this.#hasFetchMethod
@@ -896,21 +956,23 @@ class LRUCache {
     let index = this.#keyMap.size === 0 ? undefined : this.#keyMap.get(k)
     let deadline = 0
     let reserved
+    let victim
     if (
       index === undefined &&
       this.#keyMap.size === this.#max &&
       this.#max !== 0 &&
-      !this.#sizesTracked &&
-      !this.#trackDeadlines
+      !this.#trackDeadlines &&
+      (victim = this.#victimFor(size)) >= 0
     ) {
-      // addition that evicts, without crossing (see #nextVictim)
-      index = this.#nextVictim()
+      // addition that evicts, without crossing (see #nextVictim, #victimFor)
+      index = victim
       const oldK = this.#keyList[index]
       const oldV = this.#valList[index]
       this.#keyMap.delete(oldK)
       this.#keyList[index] = k
       this.#valList[index] = v
       this.#moveToTail(index)
+      if (this.#sizesTracked) this.#logSize(index, size, this.#sizes[index])
       this.#jsSets++
       this.#jsEvictions++
       if (ttls !== undefined) {
@@ -927,13 +989,13 @@ class LRUCache {
       } else {
         this.#keyMap.set(k, index)
       }
-      if (status) status.set = 'add'
+      if (status) this.#statusAdd(status, size)
       noUpdateTTL = false
       if (this.#hasOnInsert && !isBF) this.#onInsert(v, k, 'add')
     } else if (
       index === undefined &&
-      !this.#sizesTracked &&
       !this.#trackDeadlines &&
+      (!this.#sizesTracked || this.#fits(size)) &&
       (reserved = this.#takeReserved()) >= 0
     ) {
       // addition with room, without crossing (see #takeReserved)
@@ -942,13 +1004,14 @@ class LRUCache {
       this.#valList[index] = v
       this.#keyMap.set(k, index)
       this.#moveToTail(index)
+      if (this.#sizesTracked) this.#logSize(index, size, 0)
       const ttls = this.#ttls // (taking a slot may have grown the columns)
       if (ttls !== undefined) {
         ttls[index] = ttl
         const begin = start === undefined ? this.#perf.now() : start
         this.#starts[index] = ttl !== 0 ? begin : 0
       }
-      if (status) status.set = 'add'
+      if (status) this.#statusAdd(status, size)
       noUpdateTTL = false
       if (this.#hasOnInsert && !isBF) this.#onInsert(v, k, 'add')
     } else if (index === undefined) {
@@ -965,6 +1028,7 @@ class LRUCache {
       }
       lruInsert(this.#h)
       index = io[IO_RET]
+      if (this.#sizesTracked) this.#sizes[index] = size
       deadline = io[IO_NEXT_DEADLINE]
       const victims = this.#takeVictims(index)
       this.#keyList[index] = k
@@ -1019,6 +1083,7 @@ class LRUCache {
           io[IO_C] = NaN
         }
         lruUpdate(this.#h)
+        if (resize) this.#sizes[index] = size
         deadline = io[IO_NEXT_DEADLINE]
         victims = this.#takeVictims(-1)
       } else {

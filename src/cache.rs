@@ -31,6 +31,13 @@ pub const NONE: u32 = u32::MAX;
 /// the entry's deadline is re-armed at that point of the log.
 pub const REFRESH_BIT: u32 = 0x8000_0000;
 
+/// In an access log, a slot with this bit set is followed by one more word,
+/// the entry's new size: the JS layer gave the slot a value of that size
+/// without a call (an add that reused an evicted slot or took a reserved
+/// one, in a cache with sizes). Slot ids stay far below this bit (a JS `Map`
+/// holds at most 2^24 entries).
+pub const SIZE_BIT: u32 = 0x4000_0000;
+
 /// `prev` of a slot that holds no entry.
 const FREE: u32 = u32::MAX - 1;
 
@@ -360,14 +367,25 @@ impl Policy {
   /// a hint, so that costs nothing but the wasted load.
   ///
   /// A slot with [`REFRESH_BIT`] re-arms that entry's deadline from `ttl`
-  /// (its TTL was restarted by a read) instead of moving it.
+  /// (its TTL was restarted by a read) instead of moving it; a slot with
+  /// [`SIZE_BIT`] takes the next word as its entry's size.
   pub fn replay(&mut self, log: &[u32], ttl: Option<&TtlColumns<'_>>) {
     const FAR: usize = 16;
     const NEAR: usize = 8;
     let links = self.links.as_ptr();
-    for (i, &slot) in log.iter().enumerate() {
+    let mut i = 0;
+    while i < log.len() {
+      let slot = log[i];
+      if slot & SIZE_BIT != 0 {
+        if let Some(&size) = log.get(i + 1) {
+          self.set_size(slot & !SIZE_BIT, f64::from(size));
+        }
+        i += 2;
+        continue;
+      }
+      // (A size word ahead is prefetched as if it were a slot: a wasted hint.)
       if let Some(&far) = log.get(i + FAR) {
-        prefetch(links.wrapping_add((far & !REFRESH_BIT) as usize));
+        prefetch(links.wrapping_add((far & !(REFRESH_BIT | SIZE_BIT)) as usize));
       }
       if let Some(link) = log.get(i + NEAR).and_then(|&s| self.links.get(s as usize)) {
         if link.prev < RESERVED {
@@ -382,7 +400,18 @@ impl Policy {
       } else if self.is_linked(slot & !REFRESH_BIT) {
         self.push_deadline(slot & !REFRESH_BIT, ttl);
       }
+      i += 1;
     }
+  }
+
+  /// Sets the size of the entry in `slot` (a linked one), keeping the total.
+  fn set_size(&mut self, slot: u32, size: f64) {
+    if !self.is_linked(slot) {
+      return;
+    }
+    let i = slot as usize;
+    self.calculated_size += size - self.sizes[i];
+    self.sizes[i] = size;
   }
 
   fn take_slot(&mut self) -> u32 {
@@ -828,6 +857,38 @@ mod tests {
     assert_eq!(c, got[0], "an unused reservation is free again");
     assert_eq!(p.stats().sets, 3);
     assert!(p.reserve(4, 3).is_empty(), "full");
+  }
+
+  #[test]
+  fn size_words_in_the_log_set_an_entry_size_and_the_total() {
+    let mut p = Policy::new(PolicyOptions {
+      max: 4,
+      max_size: 100.0,
+      ..Default::default()
+    });
+    let mut v = Vec::new();
+    let a = p.insert(30.0, None, 0.0, &mut v);
+    let got = p.reserve(2, 16).to_vec();
+    // an add into a reserved slot: its move, then its size
+    p.replay(&[got[0], got[0] | SIZE_BIT, 25], None);
+    assert_eq!((p.size_of(got[0]), p.calculated_size()), (25.0, 55.0));
+    // a slot reused by an evicting add: a new size in place of the old
+    p.replay(&[a, a | SIZE_BIT, 10, got[0]], None);
+    assert_eq!((p.size_of(a), p.calculated_size()), (10.0, 35.0));
+    assert_eq!(
+      p.order(true),
+      vec![got[0], a],
+      "size words do not move entries"
+    );
+    // a size word for a slot that holds no entry changes nothing
+    p.release_reserved();
+    p.replay(&[got[1] | SIZE_BIT, 99], None);
+    assert_eq!(p.calculated_size(), 35.0);
+    // and the next insert evicts by the sizes the log set
+    let b = p.insert(70.0, None, 0.0, &mut v);
+    assert_eq!(v, vec![(a, Removal::Evict)]);
+    assert_eq!(p.calculated_size(), 95.0);
+    assert!(p.is_linked(b));
   }
 
   #[test]

@@ -105,6 +105,8 @@ impl Native {
     io[IO_LOG_N] = 0.0;
     self.policy.replay(&log[..n], self.ttl_columns().as_ref());
     self.policy.release_reserved();
+    // The log may carry sizes; JS reads the total from here between calls.
+    io[IO_CALC] = self.policy.calculated_size();
     io
   }
 
@@ -536,14 +538,14 @@ unsafe extern "C" fn lru_clear(
   })
 }
 
-/// SizeOf: RET = the size recorded for slot A.
+/// SizeOf: RET = the size recorded for slot A (after the log, which may carry sizes).
 unsafe extern "C" fn lru_size_of(
   env: sys::napi_env,
   info: sys::napi_callback_info,
 ) -> sys::napi_value {
   guard::raw(env, || {
     with_native(env, info, |n| {
-      let io = n.io.f64s();
+      let io = n.replay();
       io[IO_RET] = n.policy.size_of(io[IO_A] as u32);
     })
   })
