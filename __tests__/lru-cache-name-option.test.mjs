@@ -28,3 +28,13 @@ test('a local cache is unchanged by the name hook', () => {
   cache.set(obj, obj)
   assert.equal(cache.get(obj), obj, 'local mode keeps identity')
 })
+
+test('shards without a name is refused with ERR_INVALID_ARG, not silently ignored', () => {
+  assert.throws(() => new LRUCache({ max: 10, shards: 4 }), {
+    code: 'ERR_INVALID_ARG',
+    message: 'options.shards applies only to a named cache: set options.name too',
+  })
+  const cache = new LRUCache({ name: 'name-option-shards', max: 10, shards: 2 })
+  assert.equal(cache.shards, 2)
+  cache.close()
+})

@@ -19,6 +19,7 @@ const { channel, tracingChannel } = require('node:diagnostics_channel')
 const native = require('./native.js')
 const { track } = require('./instances.js')
 const { checkLabel } = require('./tracing.js')
+const { BulkheadError, codes } = require('./errors.js')
 
 const {
   lruCreate,
@@ -243,6 +244,11 @@ class LRUCache {
     // same API, entries in Rust memory shared by every worker_thread.
     if (options != null && typeof options === 'object' && options.name !== undefined) {
       return new (loadNamed())(options)
+    }
+    // lru-cache ignores options it does not know, and so does this class;
+    // but `shards` is bulkhead's and means something only with `name`.
+    if (options != null && typeof options === 'object' && options.shards !== undefined) {
+      throw new BulkheadError(codes.INVALID_ARG, 'options.shards applies only to a named cache: set options.name too')
     }
     const {
       max = 0,
