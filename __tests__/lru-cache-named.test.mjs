@@ -258,6 +258,10 @@ test('shards: bad values and a mismatched re-open raise ERR_INVALID_ARG naming t
     code: 'ERR_INVALID_ARG',
     message: /options\.shards \(4\) must not exceed options\.max \(3\)/,
   })
+  assert.throws(() => new NamedLRUCache({ name: uniq('thin'), maxSize: 1000, shards: 16 }), {
+    code: 'ERR_INVALID_ARG',
+    message: /options\.shards \(16\) leaves each shard less of options\.maxSize \(1000\) than one entry's overhead \(\d+ bytes\): use at most 8 shards/,
+  })
   const name = uniq('shards-reopen')
   const a = new NamedLRUCache({ name, max: 100, shards: 4 })
   assert.throws(() => new NamedLRUCache({ name, max: 100 }), { code: 'ERR_INVALID_ARG', message: /options\.shards is 1.*shards 4/ })

@@ -231,6 +231,13 @@ class NamedLRUCache {
     if (max !== 0 && shards > max) {
       throw invalid(`options.shards (${shards}) must not exceed options.max (${max}): every shard holds at least one entry`)
     }
+    const overhead = SharedCacheHandle.entryOverhead()
+    if (maxSize !== 0 && shards > 1 && Math.floor(maxSize / shards) < overhead) {
+      throw invalid(
+        `options.shards (${shards}) leaves each shard less of options.maxSize (${maxSize}) than one entry's ` +
+          `overhead (${overhead} bytes): use at most ${Math.max(1, Math.floor(maxSize / overhead))} shards`,
+      )
+    }
     this.#h = new SharedCacheHandle(name, max, maxSize, maxEntrySize, ttlMs, shards)
     const raw = sharedCacheRawFunctions(this.#h.id)
     this.#get = raw.get

@@ -903,7 +903,7 @@ fn merge_newest_first<T>(lists: Vec<Vec<(f64, T)>>) -> Vec<T> {
 impl SharedCache {
   /// An empty store with `options`. Validation of the options is the
   /// caller's job (the JS layer checks them with lru-cache's messages);
-  /// `shards` is clamped to 1..=[`MAX_SHARDS`] and to `max`.
+  /// `shards` is clamped to 1..=[`MAX_SHARDS`], to `max` and to `max_size`.
   ///
   /// With more than one shard, each key belongs to one shard (by a keyed
   /// hash) and each shard keeps its own exact LRU order within its share of
@@ -913,6 +913,10 @@ impl SharedCache {
     let mut n = u64::from(options.shards.clamp(1, MAX_SHARDS));
     if options.max != 0 {
       n = n.min(options.max);
+    }
+    // A share of 0 bytes would read as "no byte limit".
+    if options.max_size != 0 {
+      n = n.min(options.max_size);
     }
     let max_entry = if options.max_entry_size != 0 {
       options.max_entry_size
@@ -1343,13 +1347,21 @@ mod tests {
     for shard in c.shards.iter() {
       assert_eq!(shard.len() as u64, shard.max);
     }
-    // More shards than `max` are clamped to `max`.
+    // More shards than `max` are clamped to `max`, and than `max_size` to
+    // `max_size` (a share of 0 bytes would mean no byte limit).
     let tiny = SharedCache::new(Options {
       max: 2,
       shards: 16,
       ..Options::default()
     });
     assert_eq!(tiny.shard_count(), 2);
+    let few_bytes = SharedCache::new(Options {
+      max_size: 3,
+      shards: 16,
+      ..Options::default()
+    });
+    assert_eq!(few_bytes.shard_count(), 3);
+    assert!(few_bytes.shards.iter().all(|s| s.max_size == 1));
   }
 
   #[test]
