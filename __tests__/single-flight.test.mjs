@@ -580,12 +580,13 @@ for (const mode of ['local', 'named']) {
     assert.ok(r.maxStale <= (mode === 'local' ? 2 * 1024 : 0), `${r.maxStale} stale deadline entries`)
     // RSS after a GC, once warm, after each 250k flights. A leak grows it at
     // every step: the old table, ~6.5 MB per step (311, 319, 326, 332,
-    // 338 MB). Without one, steps move by 0-1 MB, except for a one-off jump
-    // of up to ~30 MB where V8 or the allocator sizes itself late on a
-    // loaded machine; the median step ignores that one.
+    // 338 MB). Without one, steps move by 0-1 MB, except for jumps of up to
+    // ~30 MB where V8 or the allocator sizes itself late on a loaded machine
+    // (one such run had two: 273, 298, 301, 301, 301 MB). So two of the four
+    // steps must be flat: a leak makes all four grow.
     const steps = r.rssSteps.slice(1).map((v, i) => v - r.rssSteps[i])
-    const median = steps.toSorted((a, b) => a - b)[2]
-    assert.ok(median < 3e6, `RSS grew by a median ${median} bytes per 250k flights: ${r.rssSteps}`)
+    const secondSmallest = steps.toSorted((a, b) => a - b)[1]
+    assert.ok(secondSmallest < 3e6, `RSS grew at three or more of four steps of 250k flights: ${r.rssSteps}`)
   })
 }
 
