@@ -4,7 +4,8 @@
 // - every relative link in README.md, ARCHITECTURE.md and docs/*.md points at
 //   a file that exists, and every #anchor at a heading GitHub renders;
 // - each docs/*.md opens with a table of contents that matches its headings;
-// - every benchmark table says, right above it, where it was measured;
+// - every benchmark table says, right above it, where it was measured, and
+//   ends with a blank line;
 // - README.md stays a front page, and no page cites internal issue numbers.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -179,6 +180,28 @@ test('every benchmark table says, right above it, which Node, machine and date i
   assert.deepEqual(unmeasuredTables('Measured on: Node 20.20.2, linux-x64, 2 cores, 2026-11-28.\n\n| a |\n|---|\n| 1 |'), [])
   assert.deepEqual(unmeasuredTables(read('docs/performance.md')), [], 'docs/performance.md')
   assert.deepEqual(unmeasuredTables(read('README.md'), /^(Performance|The demo)/), [], 'README.md')
+})
+
+/**
+ * Lines right after a table's last row that are neither blank nor a row:
+ * GitHub renders such a line as one more (broken) row of the table.
+ */
+function unendedTables(markdown) {
+  const lines = markdown.split('\n')
+  const problems = []
+  let fenced = false
+  for (let i = 1; i < lines.length; i++) {
+    if (/^```/.test(lines[i - 1])) fenced = !fenced
+    if (fenced) continue
+    if (lines[i - 1].startsWith('|') && !lines[i].startsWith('|') && lines[i].trim() !== '') problems.push(`line ${i + 1}: ${lines[i]}`)
+  }
+  return problems
+}
+
+test('every table ends with a blank line', () => {
+  assert.deepEqual(unendedTables('| a |\n|---|\n| 1 |\n\ntext'), [])
+  assert.deepEqual(unendedTables('| a |\n|---|\n| 1 |\nstray output'), ['line 4: stray output'])
+  for (const page of pages) assert.deepEqual(unendedTables(read(page)), [], page)
 })
 
 test('README.md stays a front page', () => {
