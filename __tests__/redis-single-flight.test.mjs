@@ -423,3 +423,32 @@ test('label names the group in traces: a bulkhead:single-flight trace per call s
     await b.close()
   }
 })
+
+// A follower listens for the settle message before it checks the flight:
+// when the leader settles while the check is on its way, the message can be
+// handled before the check's reply (two connections, one batch of
+// deliveries). Listening only after the reply lost such messages, and the
+// follower slept until its backstop poll (1 s). Sweeps the leader's settle
+// across the follower's join and check; `polled` counts backstop polls.
+test('a settle published while a follower checks the flight wakes it (no backstop poll)', { skip, timeout: 120_000 }, async () => {
+  const name = fresh()
+  const a = new SingleFlight({ name, redis: server.url })
+  const b = new SingleFlight({ name, redis: server.url })
+  try {
+    for (let i = 0; i < 300; i++) {
+      let release
+      const led = a.do(`k${i}`, () => new Promise((resolve) => { release = resolve }))
+      await until(async () => release !== undefined && await admin.command('EXISTS', lockKey(name, `k${i}`)) === 1, 'the leader runs fn')
+      const followed = b.do(`k${i}`, async () => 'not this one')
+      for (let j = 0; j < i % 12; j++) await new Promise((resolve) => setImmediate(resolve))
+      release(i)
+      assert.equal(await led, i)
+      assert.equal(await followed, i)
+    }
+    assert.equal(b.stats().followed, 300)
+    assert.equal(b.stats().polled, 0, 'a follower waited for the backstop poll: a settle message was lost')
+  } finally {
+    a.close()
+    b.close()
+  }
+})

@@ -95,6 +95,13 @@ export interface SingleFlightStats {
   takeovers?: number
   /** Distributed mode: flights deduplicated in this process only because Redis did not answer. */
   fallbacks?: number
+  /**
+   * Distributed mode: waits for another process's flight that ended by the
+   * backstop poll (1 s, or a third of the lease) instead of the settle
+   * message; above zero only while messages are lost (a subscriber
+   * reconnecting) or a flight runs longer than the poll interval.
+   */
+  polled?: number
   /** Distributed mode: keys this process has a call in progress for. */
   inFlight?: number
   /** Distributed mode: the process's connection to this Redis. */
