@@ -4,7 +4,8 @@
 // loader that waits LOAD_MS). Every run uses a fresh name, so every key starts
 // cold. Reported: fetch+write ops/s across the 4 processes, loader runs, and
 // duplicate loads (loader runs beyond the first for a key: the target is 0,
-// bentocache up to one per process). A second case, "cold burst": no writes,
+// bentocache up to one per process), and the slowest single fetch (median over
+// the runs of the slowest in any process). A second case, "cold burst": no writes,
 // every process fetches the same keys in the same order, so each cold key is
 // asked for by all 4 processes at once. Subjects interleaved round by round; medians of RUNS runs
 // after a warm-up run. Skipped (exit 0) when no redis-server is found.
@@ -55,7 +56,8 @@ async function sample(server, subject, burst) {
   const byKey = {}
   for (const r of replies) for (const [k, c] of Object.entries(r.loadsByKey)) byKey[k] = (byKey[k] ?? 0) + c
   const duplicates = Object.values(byKey).reduce((a, c) => a + c - 1, 0)
-  return { opsPerSec: sum((r) => r.ops) / wallMs * 1000, loads, distinct, duplicates, writes: sum((r) => r.writes) }
+  const slowestMs = Math.max(...replies.map((r) => r.slowestMs))
+  return { opsPerSec: sum((r) => r.ops) / wallMs * 1000, loads, distinct, duplicates, writes: sum((r) => r.writes), slowestMs }
 }
 
 const server = await RedisServer.start()
@@ -82,10 +84,11 @@ try {
         Math.round(med((s) => s.loads)).toLocaleString('en-US'),
         Math.round(med((s) => s.distinct)).toLocaleString('en-US'),
         Math.round(med((s) => s.duplicates)).toLocaleString('en-US'),
+        med((s) => s.slowestMs).toFixed(1),
       ])
     }
     printGrid(`${label}: ${PROCESSES} processes x ${CALLERS} callers, ${KEYS} keys${burst ? '' : ' (Zipf 1.0)'}, loader ${LOAD_MS} ms`,
-      ['subject', 'ops/s', 'vs bentocache', 'loader runs', 'distinct keys fetched', 'duplicate loads'], rows)
+      ['subject', 'ops/s', 'vs bentocache', 'loader runs', 'distinct keys fetched', 'duplicate loads', 'slowest fetch (ms)'], rows)
   }
   writeResults('tiered-cache', result)
 } finally {
