@@ -267,6 +267,7 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
     own.pause()
     const t0 = performance.now()
     assert.equal(await cache.fetch('warm'), 'v:warm', 'L1 hit without Redis')
+    const l1HitsBefore = cache.stats().l1Hits
     const values = await Promise.all(Array.from({ length: 20 }, () => cache.fetch('cold')))
     const waited = performance.now() - t0
     assert.deepEqual(new Set(values), new Set(['v:cold']))
@@ -275,7 +276,9 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
     const s = cache.stats()
     assert.ok(s.fallbacks >= 1, 'the fallback is counted')
     assert.equal(s.redisDown, true)
-    assert.equal(s.loadsJoinedLocally, 19)
+    // The 20 L2 reads time out one by one: a caller whose timeout came after
+    // the local load finished finds its value in L1 instead of joining it.
+    assert.equal(s.loadsJoinedLocally + s.l1Hits - l1HitsBefore, 19, 'the other 19 joined the load or found its value in L1')
     // The breaker is open: the next miss does not wait for Redis at all.
     assert.equal(await cache.fetch('cold2'), 'v:cold2')
     assert.equal(cache.stats().fallbacks, s.fallbacks, 'no new command tried while the breaker is open')

@@ -515,6 +515,16 @@ class TieredCache {
   async #loadLocally(load, callOptions, staleValue) {
     const { k, key } = load
     const joined = this.#local.inFlight(k)
+    if (!joined && !load.force) {
+      // This call may have waited for Redis (a command timeout) while
+      // another caller of the key loaded it here and filled L1: take that
+      // value rather than load again.
+      const e = this.#l1.get(k)
+      if (e !== undefined && performance.now() < e.fresh) {
+        this.#stats.l1Hits++
+        return e.value
+      }
+    }
     const w = this.#watch(k)
     let value
     let ok
