@@ -18,6 +18,18 @@ export const resultsDir = path.resolve(process.env.BENCH_RESULTS_DIR || fileURLT
 // bench/svg.mjs charts: writeResults() saves them beside the raw rows.
 const tables = []
 
+/** The first index of the ascending `cdf` whose value is at least `u` (binary search), as a Zipf draw uses it. */
+export function rankOf(cdf, u) {
+  let lo = 0
+  let hi = cdf.length - 1
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (cdf[mid] < u) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1

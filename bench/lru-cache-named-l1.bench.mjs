@@ -13,7 +13,7 @@
 // (c) row's), Zipf (s = 1, hot keys), and Zipf with every tenth operation a
 // write (which bumps the version, as a coherent L1 must).
 import { createRequire } from 'node:module'
-import { compare, printTable, writeResults } from './harness.mjs'
+import { compare, printTable, rankOf, writeResults } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { NamedLRUCache } = require('../lib/lru-cache-named.js')
@@ -70,17 +70,7 @@ const uniform = Uint32Array.from({ length: OPS }, (_, i) => (i * 7) % ENTRIES)
 const cdf = new Float64Array(ENTRIES)
 let total = 0
 for (let i = 0; i < ENTRIES; i++) cdf[i] = total += 1 / (i + 1)
-const zipf = Uint32Array.from({ length: OPS }, () => {
-  const u = rand() * total
-  let lo = 0
-  let hi = ENTRIES - 1
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1
-    if (cdf[mid] < u) lo = mid + 1
-    else hi = mid
-  }
-  return lo
-})
+const zipf = Uint32Array.from({ length: OPS }, () => rankOf(cdf, rand() * total))
 
 const caps = [1024, 16_384, ENTRIES]
 let sink = 0

@@ -2,7 +2,7 @@
 // 100k entries, string keys of 16-30 characters, random access order.
 // Each row runs without and with a TTL (60 s, so nothing expires mid-run).
 import { createRequire } from 'node:module'
-import { compare, printTable, writeResults } from './harness.mjs'
+import { compare, printTable, rankOf, writeResults } from './harness.mjs'
 
 const require = createRequire(import.meta.url)
 const { LRUCache: Ours } = require('../lib/lru-cache.js')
@@ -42,15 +42,7 @@ const zipf = (() => {
   const out = new Uint32Array(ITER)
   const ops = new Uint8Array(ITER)
   for (let j = 0; j < ITER; j++) {
-    const u = rand() * sum
-    let lo = 0
-    let hi = M - 1
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      if (cdf[mid] < u) lo = mid + 1
-      else hi = mid
-    }
-    out[j] = lo
+    out[j] = rankOf(cdf, rand() * sum)
     ops[j] = rand() < 0.9 ? 0 : 1
   }
   return { out, ops }
