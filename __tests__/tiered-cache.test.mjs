@@ -261,13 +261,19 @@ test('Redis paused (SIGSTOP): fetch serves L1, loads locally (deduplicated), nev
   const strict = new TieredCache({ name: 'paused-strict', ...cfg, onRedisDown: 'reject' })
   t.after(() => { cache.close(); strict.close() })
   try {
-    await until(async () => (await cache.fetch('warm')) === 'v:warm', 2000, 'warm')
-    await strict.fetch('warm')
+    // A fetch can settle before the instance's bus subscription is
+    // confirmed, and until then nothing fills L1: wait for 'warm' in L1.
+    for (const c of [cache, strict]) {
+      await until(async () => (await c.fetch('warm')) === 'v:warm' && c.get('warm') === 'v:warm', 2000, 'warm in L1')
+    }
     runs = 0
     own.pause()
     const t0 = performance.now()
-    assert.equal(await cache.fetch('warm'), 'v:warm', 'L1 hit without Redis')
-    const l1HitsBefore = cache.stats().l1Hits
+    let l1HitsBefore = cache.stats().l1Hits
+    assert.equal(await cache.fetch('warm'), 'v:warm')
+    assert.equal(cache.stats().l1Hits, l1HitsBefore + 1, 'L1 hit without Redis')
+    assert.equal(runs, 0)
+    l1HitsBefore = cache.stats().l1Hits
     const values = await Promise.all(Array.from({ length: 20 }, () => cache.fetch('cold')))
     const waited = performance.now() - t0
     assert.deepEqual(new Set(values), new Set(['v:cold']))
