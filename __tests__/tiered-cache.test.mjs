@@ -421,6 +421,57 @@ test('a caller leaving: its signal rejects it with ERR_ABORTED; the loader\'s si
   }
 })
 
+test('a cold key costs its loader three round trips (L2 read; lock with L2 re-check; write with the outcome), an L2 hit one', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  let runs = 0
+  const a = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async (key) => { runs++; return `v:${key}` } })
+  const b = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async () => { throw new Error('b must not load') } })
+  try {
+    // Subscriptions confirmed and the loads' channel subscribed before counting.
+    await until(async () => (await a.fetch('warm')) === 'v:warm' && a.get('warm') !== undefined, 2000, 'a subscribed')
+    await until(async () => (await b.fetch('warm')) === 'v:warm' && b.get('warm') !== undefined, 2000, 'b subscribed')
+    const trips = () => a.stats().redis.roundTrips
+    let before = trips()
+    assert.equal(await a.fetch('cold'), 'v:cold')
+    assert.equal(trips() - before, 3)
+    assert.equal(runs, 2)
+    before = trips()
+    const l2Hits = b.stats().l2Hits
+    assert.equal(await b.fetch('cold'), 'v:cold')
+    assert.equal(trips() - before, 1, 'b reads it from L2')
+    assert.equal(b.stats().l2Hits, l2Hits + 1)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
+test('a load whose callers all left still writes what it loaded to L2', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  let open
+  const gate = new Promise((resolve) => { open = resolve })
+  let started = false
+  const a = new TieredCache({
+    name, redis: server.url, ttl: 60_000,
+    fetchMethod: async () => { started = true; await gate; return 'loaded' },
+  })
+  const b = new TieredCache({ name, redis: server.url, ttl: 60_000 })
+  try {
+    const controller = new AbortController()
+    const pending = a.fetch('k', { signal: controller.signal })
+    await until(() => started, 2000, 'the loader')
+    controller.abort()
+    await assert.rejects(pending, (err) => err.code === codes.ABORTED)
+    open()
+    // b only reads: a loader that finds nothing returns undefined (not cached).
+    const fromL2 = () => b.fetch('k', { fetchMethod: async () => undefined })
+    assert.equal(await until(async () => (await fromL2()) === 'loaded', 2000, 'the value in L2'), true)
+  } finally {
+    a.close()
+    b.close()
+  }
+})
+
 // A rolling deploy mixes Node majors: L2 values are JSON, which all read.
 // Node 22 from scripts/fetch-node.sh's cache (`bash scripts/fetch-node.sh 22`).
 const NODE_22 = join(process.env.BULKHEAD_NODE_CACHE ?? join(homedir(), '.cache/bulkhead/node'), '22/package/bin/node')

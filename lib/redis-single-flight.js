@@ -47,6 +47,18 @@ const JOIN = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
 return {0, redis.call('GET', KEYS[1]) or ''}
 `
+// JOIN for a group that reads one more key when it takes the lock (see
+// LEAD_WITH): KEYS: lock, that key. ARGV: token, lease. {1, value, pttl} or
+// {1} leader (the key's value and PTTL, read after the lock was taken, if it
+// exists), {0, holderToken} follower.
+const JOIN_PEEK = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local v = redis.call('GET', KEYS[2])
+  if v then return {1, v, redis.call('PTTL', KEYS[2])} end
+  return {1}
+end
+return {0, redis.call('GET', KEYS[1]) or ''}
+`
 // KEYS: lock, value of token, forgotten marker of token. ARGV: token.
 // {2, outcome} done, {0} running, {1} the leader is gone without an outcome
 // (take over).
@@ -59,6 +71,19 @@ return {1}
 `
 // KEYS: lock, value of token, forgotten marker. ARGV: token, outcome, ttl, channel.
 const SETTLE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1] .. '\\n' .. ARGV[2])
+return 1
+`
+// SETTLE with a write the leader's fn asked for (see LEAD_WITH), made first
+// in the same script: KEYS: lock, value of token, forgotten marker, written
+// key. ARGV: token, outcome, ttl, channel, written value, its PX, a channel
+// and a message to publish with it.
+const SETTLE_WRITE = `
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[8])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -149,6 +174,19 @@ function aborted(signal) {
 // A follower's wait ended because this process no longer wants the outcome.
 const STOPPED = Symbol('stopped')
 
+// Not a public API: `group[LEAD_WITH](peekKeyOf)` makes a leader's lock
+// also read the key `peekKeyOf(key)` (one round trip instead of a read after
+// the lock), and lets the leader's fn ask for one write that goes to Redis in
+// the same script as the flight's outcome. Its fn is then called as
+// `fn(signal, lead)`, `lead` being `{ peek, write }` when this process leads
+// in Redis (undefined when it runs fn without Redis): `peek` is the join's
+// reply (`[1, value, pttl]`, or `[1]` when the key does not exist), and fn may
+// set `write` to `{ key, value, px, channel, message, written(), failed(err),
+// orphaned() }`: written or failed when the settle's reply comes, orphaned
+// when the flight was given up before it settled (the write is then the
+// caller's to make). TieredCache's loads use it (lib/tiered-cache.js).
+const LEAD_WITH = Symbol('bulkhead.leadWith')
+
 /** This process's call for one key: its local callers share it. */
 class Entry {
   constructor(key, timeout) {
@@ -188,6 +226,7 @@ class RedisSingleFlight extends SingleFlight {
   #live = 0 // entries not yet ended (forgotten ones too)
   #forgets = new Map() // key -> promise of its FORGET in Redis
   #followers = new Map() // token -> Set(wake(outcomeText|null))
+  #peekKeyOf = undefined // LEAD_WITH
   #subscription = undefined
   #closed = false
   #name
@@ -243,6 +282,13 @@ class RedisSingleFlight extends SingleFlight {
       abandon: this.#client.script(ABANDON),
       forget: this.#client.script(FORGET),
     }
+  }
+
+  /** Not a public API: see LEAD_WITH above. */
+  [LEAD_WITH](peekKeyOf) {
+    this.#peekKeyOf = peekKeyOf
+    this.#ids.joinPeek = this.#client.script(JOIN_PEEK)
+    this.#ids.settleWrite = this.#client.script(SETTLE_WRITE)
   }
 
   #subscribe() {
@@ -464,7 +510,9 @@ class RedisSingleFlight extends SingleFlight {
       const token = randomUUID()
       let reply
       try {
-        reply = await this.#client.eval(this.#ids.join, [lock], [token, this.#lease])
+        reply = this.#peekKeyOf === undefined
+          ? await this.#client.eval(this.#ids.join, [lock], [token, this.#lease])
+          : await this.#client.eval(this.#ids.joinPeek, [lock, this.#peekKeyOf(key)], [token, this.#lease])
       } catch (err) {
         if (err?.code === codes.UNAVAILABLE) this.#cleanUp(lock, token)
         if (err?.code !== codes.UNAVAILABLE || this.#onRedisDown === 'reject') throw err
@@ -485,7 +533,7 @@ class RedisSingleFlight extends SingleFlight {
         entry.trace.leader = reply[0] === 1
         entry.trace.joined = reply[0] !== 1
       }
-      if (reply[0] === 1) return this.#lead(entry, lock, token, fn)
+      if (reply[0] === 1) return this.#lead(entry, lock, token, fn, reply)
       const leader = reply[1]
       if (leader === '') continue
       const result = await this.#follow(entry, lock, leader)
@@ -495,12 +543,13 @@ class RedisSingleFlight extends SingleFlight {
     }
   }
 
-  // Runs fn with the entry's signal; resolves to its outcome.
-  async #runFn(entry, fn) {
+  // Runs fn with the entry's signal (and `lead`, see LEAD_WITH); resolves
+  // to its outcome.
+  async #runFn(entry, fn, lead) {
     const signal = new TaskSignal()
     entry.controller = signal
     try {
-      return { ok: true, value: await fn(signal) }
+      return { ok: true, value: await (lead === undefined ? fn(signal) : fn(signal, lead)) }
     } catch (err) {
       return { ok: false, value: err }
     } finally {
@@ -508,13 +557,18 @@ class RedisSingleFlight extends SingleFlight {
     }
   }
 
-  async #lead(entry, lock, token, fn) {
+  async #lead(entry, lock, token, fn, joinReply) {
     this.#stats.led++
     const renewal = this.#client.startRenewal(this.#ids.renew, [lock, `${this.#prefix}:z:${token}`],
       [token, this.#lease], this.#lease / 3, this.#lease, () => {})
     entry.leading = { lock, token, renewal }
-    const outcome = await this.#runFn(entry, fn)
-    if (entry.leading === undefined) return undefined // given up (#giveUp)
+    const lead = this.#peekKeyOf === undefined ? undefined : { peek: joinReply, write: undefined }
+    const outcome = await this.#runFn(entry, fn, lead)
+    const write = lead?.write
+    if (entry.leading === undefined) {
+      write?.orphaned()
+      return undefined // given up (#giveUp)
+    }
     entry.leading = undefined
     this.#client.stopRenewal(renewal)
     let text
@@ -525,11 +579,20 @@ class RedisSingleFlight extends SingleFlight {
       // error, this one still gets the value.
       text = encodeOutcome(this.#serializer, false, err)
     }
+    const keys = [lock, `${this.#prefix}:v:${token}`, `${this.#prefix}:z:${token}`]
+    const args = [token, text, RESULT_TTL, this.#channel]
     try {
-      await this.#client.eval(this.#ids.settle, [lock, `${this.#prefix}:v:${token}`, `${this.#prefix}:z:${token}`],
-        [token, text, RESULT_TTL, this.#channel])
-    } catch {
+      if (write === undefined) {
+        await this.#client.eval(this.#ids.settle, keys, args)
+      } else {
+        keys.push(write.key)
+        args.push(write.value, write.px, write.channel, write.message)
+        await this.#client.eval(this.#ids.settleWrite, keys, args)
+        write.written()
+      }
+    } catch (err) {
       // Followers see the lock lapse and take over (at-least-once).
+      write?.failed(err)
     }
     return outcome
   }
@@ -622,4 +685,4 @@ class RedisSingleFlight extends SingleFlight {
   }
 }
 
-module.exports = { RedisSingleFlight, JSON_SERIALIZER }
+module.exports = { RedisSingleFlight, JSON_SERIALIZER, LEAD_WITH }

@@ -26,7 +26,7 @@ const { RedisClient, parseRedisOption } = require('./redis.js')
 const { BulkheadError, codes, checkOptions, typeError } = require('./errors.js')
 const { LRUCache } = require('./lru-cache.js')
 const { SingleFlight } = require('./single-flight.js')
-const { JSON_SERIALIZER } = require('./redis-single-flight.js')
+const { JSON_SERIALIZER, LEAD_WITH } = require('./redis-single-flight.js')
 const { tieredCacheChannel, checkLabel } = require('./tracing.js')
 const { track } = require('./instances.js')
 
@@ -189,6 +189,9 @@ class TieredCache {
       serializer: wrapSerializer(serializer),
       label: this.#label,
     })
+    // A load's leader reads L2 in the same round trip as the flight lock and
+    // writes it in the same round trip as the flight's outcome.
+    this.#flights[LEAD_WITH]((k) => `${this.#prefix}:v:${k}`)
     this.#ids = { get: this.#client.script(GET), set: this.#client.script(SET), del: this.#client.script(DEL) }
     this.#subscription = this.#client.subscribe(this.#channel, (message) => this.#onMessage(message))
     track(this, 'tiered_cache') // the metrics registry (lib/instances.js), weakly
@@ -411,8 +414,13 @@ class TieredCache {
   // The L2 entry of `k`: { value, freshMs, staleMs } (ms from now, Redis's
   // clock), or null for a miss.
   async #l2Get(k) {
-    const reply = await this.#client.eval(this.#ids.get, [`${this.#prefix}:v:${k}`], [])
-    if (reply[0] !== 1) return null
+    return this.#parseL2(await this.#client.eval(this.#ids.get, [`${this.#prefix}:v:${k}`], []))
+  }
+
+  // The reply of GET (or of the loads' flight lock, LEAD_WITH): [1, text,
+  // pttl] when the key exists.
+  #parseL2(reply) {
+    if (reply[0] !== 1 || reply.length < 3) return null
     const text = reply[1]
     const pttl = Number(reply[2])
     const a = text.indexOf('\n')
@@ -429,10 +437,20 @@ class TieredCache {
 
   // Writes `value` to L2 (PX ttl + grace) and publishes key `k` as write `id`.
   async #l2Set(k, value, ttl, grace, id) {
-    const text = `${grace}\n${id}\nv${this.#serializer.serialize(value === undefined ? null : value)}`
-    await this.#client.eval(this.#ids.set, [`${this.#prefix}:v:${k}`],
-      [text, ttl + grace, this.#channel, `${id}\nk${k}`])
+    const write = this.#l2Write(k, value, ttl, grace, id)
+    await this.#client.eval(this.#ids.set, [write.key], [write.value, write.px, write.channel, write.message])
     this.#stats.invalidationsSent++
+  }
+
+  // What #l2Set sends: the key, its text and PX, and the message to publish.
+  #l2Write(k, value, ttl, grace, id) {
+    return {
+      key: `${this.#prefix}:v:${k}`,
+      value: `${grace}\n${id}\nv${this.#serializer.serialize(value === undefined ? null : value)}`,
+      px: ttl + grace,
+      channel: this.#channel,
+      message: `${id}\nk${k}`,
+    }
   }
 
   // One load of `k` across the fleet (or in this process while Redis is away).
@@ -448,9 +466,9 @@ class TieredCache {
     const w = this.#watch(k)
     let result
     try {
-      result = await this.#flights.do(k, async (sig) => {
+      result = await this.#flights.do(k, async (sig, lead) => {
         ran = true
-        return this.#leadLoad(load, sig, staleValue)
+        return this.#leadLoad(load, sig, staleValue, lead)
       }, callOptions)
       this.#redisAnswered()
     } catch (err) {
@@ -473,12 +491,14 @@ class TieredCache {
   }
 
   // The leader's part: check L2 again (another instance may have just
-  // loaded it), else run the loader and write its value to L2.
-  async #leadLoad(load, signal, staleValue) {
+  // loaded it), else run the loader and write its value to L2. `lead` (when
+  // this process leads in Redis, see LEAD_WITH): that check was made with the
+  // flight lock, and the write goes with the flight's outcome.
+  async #leadLoad(load, signal, staleValue, lead) {
     const { k, key, ttl, grace } = load
     if (!load.force) {
       try {
-        const hit = await this.#l2Get(k)
+        const hit = lead === undefined ? await this.#l2Get(k) : this.#parseL2(lead.peek)
         if (hit !== null && hit.freshMs > 0) return { v: hit.value, id: hit.id }
       } catch (err) {
         if (!unavailable(err)) throw err
@@ -494,10 +514,17 @@ class TieredCache {
     }
     if (value === undefined) return { u: true }
     const id = this.#nextId()
+    if (lead !== undefined) {
+      const write = this.#l2Write(k, value, ttl, grace, id)
+      write.written = () => this.#l2Written(k, id)
+      write.failed = (err) => { if (unavailable(err)) this.#redisFailed() }
+      // Given up (every caller here left): still write what was loaded.
+      write.orphaned = () => { this.#l2Set(k, value, ttl, grace, id).then(() => this.#invalidateOwn(k, id), () => {}) }
+      lead.write = write
+      return { v: value, id }
+    }
     try {
       await this.#l2Set(k, value, ttl, grace, id)
-      // Our own write: reads of `k` in progress here must not fill L1 with
-      // what they read before it.
       this.#invalidateOwn(k, id)
     } catch (err) {
       if (!unavailable(err)) throw err
@@ -506,6 +533,14 @@ class TieredCache {
     return { v: value, id }
   }
 
+  // The leader's L2 write of `k` (write `id`) went with the flight's outcome.
+  #l2Written(k, id) {
+    this.#stats.invalidationsSent++
+    this.#invalidateOwn(k, id)
+  }
+
+  // Our own write: reads of `k` in progress here must not fill L1 with what
+  // they read before it.
   #invalidateOwn(k, id) {
     const set = this.#watches.get(k)
     if (set !== undefined) for (const w of set) (w.seen ??= []).push(id)
