@@ -165,6 +165,16 @@ test('pub/sub tells listeners when their subscription is confirmed, delivers mes
     await c.command('PUBLISH', '{t}:other', 'two')
     for (let i = 0; i < 50 && second.length === 1; i++) await sleep(20)
     assert.deepEqual(second, [null, 'two'])
+    // A second listener of a channel that is subscribed already is told
+    // alone; the first is not told again (it would drop what it holds).
+    const late = []
+    c.subscribe('{t}:wake', (m) => late.push(m))
+    for (let i = 0; i < 50 && late.length === 0; i++) await sleep(20)
+    assert.deepEqual(late, [null], 'the late listener is told once subscribed')
+    await c.command('PUBLISH', '{t}:wake', 'both')
+    for (let i = 0; i < 50 && late.length === 1; i++) await sleep(20)
+    assert.deepEqual(late, [null, 'both'])
+    assert.deepEqual(got, [null, 'hello', 'both'], 'the first listener is not told null again')
     // Redis killed and restarted empty: the subscriber reconnects, listeners
     // get null (messages may have been missed), then messages again.
     got.length = 0

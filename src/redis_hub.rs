@@ -611,22 +611,28 @@ impl Server {
     let mut subs = self.subs.lock();
     let id = subs.next_id;
     subs.next_id += 1;
-    let list = subs.channels.entry(channel.to_owned()).or_default();
-    let first = list.is_empty();
-    list.push((id, listener));
+    subs
+      .channels
+      .entry(channel.to_owned())
+      .or_default()
+      .push((id, listener));
     if let Some(sink) = subs.sink.clone() {
-      if first {
-        let channel = channel.to_owned();
-        let weak = Arc::downgrade(self);
-        self.runtime.spawn(async move {
-          let mut sink = sink;
-          if sink.subscribe(channel.as_str()).await.is_ok() {
-            if let Some(server) = weak.upgrade() {
-              server.confirm(&[channel]);
-            }
+      // Every listener added to a live subscriber sends its own SUBSCRIBE,
+      // also when its channel is subscribed already (Redis answers in order,
+      // so after the reply the channel is subscribed), and is confirmed
+      // alone: the channel's other listeners were told when they came, and
+      // telling them again would make them drop what they hold. (A listener
+      // that only joined a subscribed channel used to be told nothing.)
+      let channel = channel.to_owned();
+      let weak = Arc::downgrade(self);
+      self.runtime.spawn(async move {
+        let mut sink = sink;
+        if sink.subscribe(channel.as_str()).await.is_ok() {
+          if let Some(server) = weak.upgrade() {
+            server.confirm_listener(&channel, id);
           }
-        });
-      }
+        }
+      });
     } else if !subs.connecting {
       subs.connecting = true;
       let weak = Arc::downgrade(self);
@@ -648,6 +654,21 @@ impl Server {
         .collect()
     };
     for f in listeners {
+      f(None);
+    }
+  }
+
+  /// Tells one listener of `channel` `None` (see [`Server::confirm`]).
+  fn confirm_listener(&self, channel: &str, id: u64) {
+    let listener = {
+      let subs = self.subs.lock();
+      subs
+        .channels
+        .get(channel)
+        .and_then(|l| l.iter().find(|(i, _)| *i == id))
+        .map(|(_, f)| f.clone())
+    };
+    if let Some(f) = listener {
       f(None);
     }
   }
