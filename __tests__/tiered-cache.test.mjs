@@ -446,6 +446,23 @@ test('a cold key costs its loader three round trips (L2 read; lock with L2 re-ch
   }
 })
 
+test('an instance made after another of its name is subscribed still fills its L1', { skip, timeout: 30_000 }, async () => {
+  const name = fresh()
+  const a = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async (key) => `v:${key}` })
+  let b
+  try {
+    await until(async () => (await a.fetch('warm')) === 'v:warm' && a.get('warm') !== undefined, 2000, 'a subscribed')
+    b = new TieredCache({ name, redis: server.url, ttl: 60_000, fetchMethod: async (key) => `v:${key}` })
+    // Its bus joins a channel this process has subscribed already.
+    await until(async () => (await b.fetch('warm')) === 'v:warm' && b.get('warm') !== undefined, 2000, 'b subscribed')
+    assert.equal(a.get('warm'), 'v:warm', "b's subscription did not make a drop its L1")
+    assert.equal(a.stats().busReconnects, 0)
+  } finally {
+    a.close()
+    b?.close()
+  }
+})
+
 test('a load whose callers all left still writes what it loaded to L2', { skip, timeout: 30_000 }, async () => {
   const name = fresh()
   let open
