@@ -4,9 +4,12 @@
 //     set, beside the way to share an lru-cache between threads today: a
 //     postMessage round trip to the thread that owns it.
 // (b) Memory and GC: 1,000,000 entries of ~200-byte values held by
-//     lru-cache vs a named cache, then a fixed allocation-heavy workload;
-//     heapUsed, RSS and GC pauses (PerformanceObserver 'gc'). Each subject
-//     runs in its own child process so one does not colour the other.
+//     lru-cache vs a named cache, then a fixed allocation-heavy workload
+//     (two: requests that die young, and requests kept long enough to be
+//     promoted); heapUsed, RSS and GC pauses (PerformanceObserver 'gc').
+//     A third subject runs the workload with no cache at all: the pauses no
+//     cache can avoid. Each subject runs in its own child process so one does
+//     not colour the other.
 // (c) get/set throughput in one thread vs lru-cache (single-thread speed is
 //     where a JS Map wins: every named operation crosses into Rust).
 // (d) Threads: 1, 2, 4 and 8 worker_threads on one named cache (one store,
@@ -28,7 +31,7 @@ const { NamedLRUCache } = require('../lib/lru-cache-named.js')
 const { LRUCache } = require('lru-cache')
 
 // ---------------------------------------------------------------------------
-// (b) runs in a child: `node --expose-gc lru-cache-named.bench.mjs --memory <subject>`
+// (b) runs in a child: `node --expose-gc lru-cache-named.bench.mjs --memory <subject> [requests in flight]`
 if (process.argv[2] === '--memory') {
   const subject = process.argv[3]
   const entries = quick ? 100_000 : 1_000_000
@@ -40,6 +43,7 @@ if (process.argv[2] === '--memory') {
   const value = (i) => `${i}:`.padEnd(200, 'v')
   let cache
   if (subject === 'lru-cache') cache = new LRUCache({ max: entries })
+  else if (subject === 'no cache') cache = { size: 0, get: () => undefined, set: () => {} } // the workload's own GC
   else cache = new NamedLRUCache({ name: 'bench-memory', max: entries, maxSize: 1024 * 1024 * 1024 })
   // Keep the cache reachable to the end: a module-level local that no
   // closure uses is dead after its last use, and V8 would collect it.
@@ -63,7 +67,7 @@ if (process.argv[2] === '--memory') {
   const start = process.hrtime.bigint()
   let sink = 0
   const rounds = quick ? 200_000 : Number(process.env.BENCH_ROUNDS ?? 1_000_000)
-  const window = new Array(Number(process.env.BENCH_WINDOW ?? 50_000))
+  const window = new Array(Number(process.argv[4] ?? process.env.BENCH_WINDOW ?? 50_000))
   for (let i = 0; i < rounds; i++) {
     const req = { id: i, headers: { a: `h${i}`, b: [i, i + 1, i + 2] }, body: 'x'.repeat(64) }
     window[i % window.length] = req
@@ -322,39 +326,55 @@ printGrid(
 )
 
 // ---------------------------------------------------------------------------
-// (b) memory and GC, one child process per subject
+// (b) memory and GC, one child process per subject and workload. Two
+// workloads: requests that die young (1,000 in flight), and requests kept long
+// enough to be promoted (50,000 in flight). 'no cache' runs the same workload
+// without any cache: its pauses are the workload's own, a floor that no cache
+// can go below, so lru-cache / 'no cache' is the most any cache could gain.
 const self = fileURLToPath(import.meta.url)
+const SUBJECTS = ['lru-cache', 'bulkhead named', 'no cache']
+const WORKLOADS = [
+  { window: 1_000, label: 'requests that die young (1,000 in flight)' },
+  { window: 50_000, label: 'requests that live long enough to be promoted (50,000 in flight)' },
+]
 const memory = {}
-for (const subject of ['lru-cache', 'bulkhead named']) {
-  const { stdout, status, stderr } = spawnSync(process.execPath, ['--expose-gc', self, '--memory', subject], {
-    encoding: 'utf8',
-    env: process.env,
-    maxBuffer: 1 << 20,
-  })
-  if (status !== 0) throw new Error(`memory bench ${subject} failed: ${stderr}`)
-  memory[subject] = JSON.parse(stdout.trim().split('\n').pop())
+for (const { window } of WORKLOADS) {
+  memory[window] = {}
+  for (const subject of SUBJECTS) {
+    const args = ['--expose-gc', self, '--memory', subject, String(window)]
+    const { stdout, status, stderr } = spawnSync(process.execPath, args, {
+      encoding: 'utf8',
+      env: process.env,
+      maxBuffer: 1 << 20,
+    })
+    if (status !== 0) throw new Error(`memory bench ${subject} (window ${window}) failed: ${stderr}`)
+    memory[window][subject] = JSON.parse(stdout.trim().split('\n').pop())
+  }
 }
-const m = memory
 const fmt = (x) => x.toFixed(2)
-console.log(`\n### (b) ${m['lru-cache'].entries.toLocaleString('en')} entries of ~200-byte strings, then a fixed allocation-heavy workload\n`)
-console.log('| metric | lru-cache | bulkhead named | lru-cache / named |')
-console.log('|---|---|---|---|')
-for (const [label, key] of [
-  ['heapUsed after fill (MB)', 'heapUsedMB'],
-  ['RSS after fill (MB)', 'rssMB'],
-  ['GC pauses (count)', 'gcCount'],
-  ['GC pause total (ms)', 'gcTotalMs'],
-  ['GC pause max (ms)', 'gcMaxMs'],
-  ['GC pause p99 (ms)', 'gcP99Ms'],
-  ['full (mark-compact) GCs (count)', 'majorCount'],
-  ['full GC pause total (ms)', 'majorTotalMs'],
-  ['full GC pause max (ms)', 'majorMaxMs'],
-  ['forced full GC, cache alive (ms, median of 5)', 'forcedFullGcMs'],
-  ['workload time (ms)', 'workloadMs'],
-]) {
-  const a = m['lru-cache'][key]
-  const b = m['bulkhead named'][key]
-  console.log(`| ${label} | ${fmt(a)} | ${fmt(b)} | ${b > 0 ? `${(a / b).toFixed(1)}x` : '-'} |`)
+const ratio = (a, b) => (b > 0 ? `${(a / b).toFixed(1)}x` : '-')
+for (const { window, label } of WORKLOADS) {
+  const m = memory[window]
+  const entries = m['lru-cache'].entries.toLocaleString('en')
+  console.log(`\n### (b) ${entries} entries of ~200-byte strings, then a fixed workload: ${label}\n`)
+  console.log('| metric | lru-cache | bulkhead named | no cache | lru-cache / named | lru-cache / no cache |')
+  console.log('|---|---|---|---|---|---|')
+  for (const [name, key] of [
+    ['heapUsed after fill (MB)', 'heapUsedMB'],
+    ['RSS after fill (MB)', 'rssMB'],
+    ['GC pauses (count)', 'gcCount'],
+    ['GC pause total (ms)', 'gcTotalMs'],
+    ['GC pause max (ms)', 'gcMaxMs'],
+    ['GC pause p99 (ms)', 'gcP99Ms'],
+    ['full (mark-compact) GCs (count)', 'majorCount'],
+    ['full GC pause total (ms)', 'majorTotalMs'],
+    ['full GC pause max (ms)', 'majorMaxMs'],
+    ['forced full GC, cache alive (ms, median of 5)', 'forcedFullGcMs'],
+    ['workload time (ms)', 'workloadMs'],
+  ]) {
+    const [a, b, c] = SUBJECTS.map((subject) => m[subject][key])
+    console.log(`| ${name} | ${fmt(a)} | ${fmt(b)} | ${fmt(c)} | ${ratio(a, b)} | ${ratio(a, c)} |`)
+  }
 }
 writeResults('lru-cache-named', { rows, memory, threads: threadRows, sink: sink > 0 })
 cross.close()
